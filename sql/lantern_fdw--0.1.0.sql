@@ -1,0 +1,80 @@
+-- lantern_fdw 0.1.0: run SQL in the background.
+\echo Use "CREATE EXTENSION lantern_fdw" to load this file. \quit
+
+CREATE SCHEMA lantern;
+GRANT USAGE ON SCHEMA lantern TO PUBLIC;
+
+-- The internal store: the durable record of every task. Only its owner has
+-- privileges on it; lantern_fdw reads and writes it on behalf of users.
+CREATE SCHEMA _lantern_fdw;
+
+CREATE SEQUENCE lantern.tasks_jobid_seq;
+GRANT USAGE, SELECT ON SEQUENCE lantern.tasks_jobid_seq TO PUBLIC;
+
+CREATE TABLE _lantern_fdw.task_log (
+    jobid bigint NOT NULL,
+    query text NOT NULL,
+    pg_cron_job_name text,
+    job_name text,
+    username text NOT NULL,
+    started_at timestamp with time zone NOT NULL,
+    duration interval,
+    status text NOT NULL,
+    error_message text,
+    run_as oid NOT NULL,        -- role the task runs as (username)
+    login_role oid NOT NULL,    -- session_user of the submitter
+    board_id bigint NOT NULL,   -- the server life that queued it (recovery)
+    CONSTRAINT task_log_pkey PRIMARY KEY (jobid)
+);
+REVOKE ALL ON _lantern_fdw.task_log FROM PUBLIC;
+
+CREATE FUNCTION _lantern_fdw.handler() RETURNS fdw_handler
+    AS 'MODULE_PATHNAME', 'lantern_fdw_handler' LANGUAGE C STRICT;
+CREATE FUNCTION _lantern_fdw.validator(text[], oid) RETURNS void
+    AS 'MODULE_PATHNAME', 'lantern_fdw_validator' LANGUAGE C STRICT;
+
+CREATE FOREIGN DATA WRAPPER lantern_fdw
+    HANDLER _lantern_fdw.handler VALIDATOR _lantern_fdw.validator;
+CREATE SERVER lantern_fdw_server FOREIGN DATA WRAPPER lantern_fdw;
+
+CREATE FOREIGN TABLE lantern.tasks (
+    jobid bigint NOT NULL DEFAULT nextval('lantern.tasks_jobid_seq'::regclass),
+    query text NOT NULL,
+    pg_cron_job_name text,
+    job_name text,
+    username text NOT NULL DEFAULT CURRENT_USER,
+    started_at timestamp with time zone NOT NULL DEFAULT now(),
+    duration interval,
+    status text,
+    error_message text
+) SERVER lantern_fdw_server;
+ALTER SEQUENCE lantern.tasks_jobid_seq OWNED BY lantern.tasks.jobid;
+GRANT SELECT, INSERT, DELETE ON lantern.tasks TO PUBLIC;
+
+COMMENT ON FOREIGN TABLE lantern.tasks IS 'Background tasks: INSERT to submit one, SELECT to read live status';
+
+CREATE FUNCTION lantern.async_task(query text, job_name text DEFAULT NULL) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'lantern_async_task' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION lantern.async_task(text, text) IS 'Submit a query to run in the background; returns its jobid';
+
+CREATE FUNCTION lantern.cancel_task(jobid bigint) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'lantern_cancel_task' LANGUAGE C STRICT VOLATILE;
+COMMENT ON FUNCTION lantern.cancel_task(bigint) IS 'Cancel a queued or running task; false if it had already ended';
+
+CREATE FUNCTION lantern.cancel_all_async_tasks() RETURNS void
+    AS 'MODULE_PATHNAME', 'lantern_cancel_all_async_tasks' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION lantern.cancel_all_async_tasks() IS 'Cancel every active task the caller may cancel';
+
+CREATE FUNCTION lantern.wait_task(jobid bigint, timeout interval DEFAULT NULL) RETURNS text
+    AS 'MODULE_PATHNAME', 'lantern_wait_task' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION lantern.wait_task(bigint, interval) IS 'Wait until a task ends (or the timeout passes); returns its status';
+
+-- Recording functions, called by the executor through each task's own
+-- connection. They check against the board that the caller is that
+-- connection at that step, so anyone may call them and only it succeeds.
+CREATE FUNCTION _lantern_fdw.record_start(jobid bigint) RETURNS SETOF text
+    AS 'MODULE_PATHNAME', 'lantern_record_start' LANGUAGE C STRICT VOLATILE ROWS 1;
+CREATE FUNCTION _lantern_fdw.record_end(jobid bigint, status text, error_message text) RETURNS void
+    AS 'MODULE_PATHNAME', 'lantern_record_end' LANGUAGE C VOLATILE;
+GRANT USAGE ON SCHEMA _lantern_fdw TO PUBLIC;
+REVOKE ALL ON FUNCTION _lantern_fdw.handler(), _lantern_fdw.validator(text[], oid) FROM PUBLIC;

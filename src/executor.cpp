@@ -1,0 +1,988 @@
+// The executor: one background worker that runs queued tasks over libpq
+// loopback connections, waiting on its latch and every socket in one
+// WaitEventSet. It runs outside any transaction; its state is owned with RAII
+// and its failures are values. The few PostgreSQL calls here that could raise
+// an ERROR would end the process (a background worker without an error
+// handler turns ERROR into FATAL), never unwind through these frames.
+#include "pg.hpp"
+#include "lantern.hpp"
+
+#include "libpq-fe.h"
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace lantern {
+namespace {
+
+constexpr long kConnectTimeoutMs = 10000;
+constexpr long kMaintenanceRetryMs = 1000;
+constexpr long kRetentionIntervalMs = 60000;
+constexpr int kMaxRecordAttempts = 2;
+constexpr int kMaxMaintenanceAttempts = 5;
+
+const char *const kConnectHint = "HINT:  The lantern_fdw executor connects to the server like any client: allow it "
+								 "in pg_hba.conf (see docs/setup.md).";
+
+struct ConnDeleter {
+	void
+	operator()(PGconn *c) const noexcept
+	{
+		PQfinish(c);
+	}
+};
+using ConnPtr = std::unique_ptr<PGconn, ConnDeleter>;
+
+struct ResultDeleter {
+	void
+	operator()(PGresult *r) const noexcept
+	{
+		PQclear(r);
+	}
+};
+using ResultPtr = std::unique_ptr<PGresult, ResultDeleter>;
+
+struct Connection {
+	ConnPtr pg;
+	Oid dboid = InvalidOid;
+	std::string user;
+	int backend_pid = 0;
+	TimestampTz idle_since = 0;
+	bool ready = false; // its socket was reported ready by the last wait
+};
+
+enum class Step { Connecting, Starting, SettingRole, Running, RollingBack, Discarding, Recording, Done };
+
+struct Job {
+	SlotRef ref{};
+	int64 jobid = 0;
+	Oid dboid = InvalidOid;
+	std::string dbname, connect_as, set_role;
+	std::unique_ptr<Connection> conn;
+	Step step = Step::Connecting;
+	PostgresPollingStatusType connect_poll = PGRES_POLLING_WRITING;
+	TimestampTz connect_deadline = 0;
+	bool in_flight = false;	 // a query was sent and its results are not all read
+	bool want_write = false; // libpq has output it could not send yet
+	bool copy_out = false;	 // draining COPY TO STDOUT data
+	std::vector<std::string> statements;
+	size_t next_statement = 0;
+	std::string step_error; // first error of the current query
+	std::string step_sqlstate;
+	Outcome outcome = Outcome::None;
+	std::string error;
+	bool cancel_requested = false;
+	bool cancel_sent = false;
+	bool reusable = true;
+	int record_attempts = 0;
+};
+
+std::string
+trim_trailing(std::string s)
+{
+	while (!s.empty() && (s.back() == '\n' || s.back() == ' '))
+		s.pop_back();
+	return s;
+}
+
+void
+discard_notice(void *, const char *)
+{
+}
+
+class Executor {
+  public:
+	void run();
+
+  private:
+	std::vector<std::unique_ptr<Job>> jobs_;
+	std::vector<std::unique_ptr<Connection>> idle_;
+	WaitEventSet *wait_set_ = nullptr;
+	std::vector<std::pair<pgsocket, uint32>> wait_sockets_; // as registered, after latch + postmaster
+	uint32 close_idle_seen_ = 0;
+
+	// Maintenance workers, by database.
+	std::map<Oid, BackgroundWorkerHandle *> maintenance_;
+	std::map<Oid, int> maintenance_attempts_;
+	std::vector<Oid> to_recover_;
+	std::set<Oid> known_dbs_;
+	TimestampTz maintenance_retry_at_ = 0;
+	TimestampTz next_retention_at_ = 0;
+
+	void adopt_orphans();
+	void dispatch();
+	void start_job(const TaskSlot &slot, SlotRef ref);
+	void connect(Job &job);
+	void poll_connect(Job &job);
+	void poll_job(Job &job);
+	bool send(Job &job, const char *sql);
+	bool send_record_end(Job &job);
+	void flush(Job &job);
+	void handle_result(Job &job, PGresult *res);
+	void query_done(Job &job);
+	void next_statement(Job &job);
+	void cleanup(Job &job);
+	void connection_failed(Job &job, const std::string &message);
+	void finish(Job &job);
+	void record_pending(Job &job);
+	void apply_cancels();
+	void reap_idle(TimestampTz now);
+	void manage_maintenance(TimestampTz now);
+	long wait_timeout(TimestampTz now) const;
+	void wait(long timeout_ms);
+	std::vector<std::pair<pgsocket, uint32>> wanted_sockets() const;
+};
+
+// ---- board access --------------------------------------------------------
+
+void
+set_slot(const SlotRef &ref, SlotState state, int backend_pid, int stmt_index, int stmt_count)
+{
+	LWLockAcquire(board_lock(), LW_EXCLUSIVE);
+	TaskSlot *s = board_slot(ref.index);
+	if (s->generation == ref.generation && s->state != SlotState::Free) {
+		s->state = state;
+		if (backend_pid >= 0)
+			s->backend_pid = backend_pid;
+		if (stmt_index >= 0)
+			s->stmt_index = stmt_index;
+		if (stmt_count >= 0)
+			s->stmt_count = stmt_count;
+		if (state == SlotState::Running && stmt_index == 1)
+			s->run_started_at = GetCurrentTimestamp();
+	}
+	LWLockRelease(board_lock());
+}
+
+void
+free_slot(const SlotRef &ref)
+{
+	LWLockAcquire(board_lock(), LW_EXCLUSIVE);
+	TaskSlot *s = board_slot(ref.index);
+	if (s->generation == ref.generation)
+		s->state = SlotState::Free;
+	LWLockRelease(board_lock());
+	ConditionVariableBroadcast(board_cv());
+}
+
+void
+mark_record_pending(const SlotRef &ref, Outcome outcome, const std::string &message)
+{
+	LWLockAcquire(board_lock(), LW_EXCLUSIVE);
+	TaskSlot *s = board_slot(ref.index);
+	if (s->generation == ref.generation && s->state != SlotState::Free) {
+		s->state = SlotState::RecordPending;
+		s->outcome = outcome;
+		strlcpy(s->message, message.c_str(), sizeof(s->message));
+	}
+	LWLockRelease(board_lock());
+}
+
+std::string
+executor_host()
+{
+	if (guc_host != nullptr && guc_host[0] != '\0')
+		return guc_host;
+	std::string dirs = Unix_socket_directories != nullptr ? Unix_socket_directories : "";
+	std::string first = dirs.substr(0, dirs.find(','));
+	first.erase(0, first.find_first_not_of(" \t"));
+	first.erase(first.find_last_not_of(" \t") + 1);
+	return first.empty() ? "localhost" : first;
+}
+
+// ---- the job state machine ----------------------------------------------
+
+void
+Executor::dispatch()
+{
+	while (static_cast<int>(jobs_.size()) < guc_max_parallel_tasks) {
+		TaskSlot picked;
+		SlotRef ref{-1, 0};
+		LWLockAcquire(board_lock(), LW_EXCLUSIVE);
+		uint64 best = UINT64_MAX;
+		for (int i = 0; i < board_nslots(); i++) {
+			const TaskSlot *s = board_slot(i);
+			if (s->state == SlotState::Queued && s->queue_seq < best) {
+				best = s->queue_seq;
+				ref.index = i;
+			}
+		}
+		if (ref.index >= 0) {
+			TaskSlot *s = board_slot(ref.index);
+			s->state = SlotState::Starting;
+			s->backend_pid = 0;
+			s->cancel_sent = false;
+			ref.generation = s->generation;
+			memcpy(&picked, s, sizeof(TaskSlot));
+		}
+		LWLockRelease(board_lock());
+		if (ref.index < 0)
+			return;
+		start_job(picked, ref);
+	}
+}
+
+void
+Executor::start_job(const TaskSlot &slot, SlotRef ref)
+{
+	auto job = std::make_unique<Job>();
+	job->ref = ref;
+	job->jobid = slot.jobid;
+	job->dboid = slot.dboid;
+	job->dbname = NameStr(slot.dbname);
+	job->connect_as = NameStr(slot.connect_as);
+	job->set_role = NameStr(slot.set_role);
+	job->cancel_requested = slot.cancel_requested;
+	known_dbs_.insert(slot.dboid);
+
+	// Reuse an idle connection of the same database and login role.
+	auto it = std::find_if(idle_.begin(), idle_.end(), [&](const std::unique_ptr<Connection> &c) {
+		return c->dboid == job->dboid && c->user == job->connect_as;
+	});
+	Job &j = *job;
+	jobs_.push_back(std::move(job));
+	if (it != idle_.end()) {
+		j.conn = std::move(*it);
+		idle_.erase(it);
+		j.step = Step::Starting;
+		set_slot(j.ref, SlotState::Starting, j.conn->backend_pid, -1, -1);
+		char sql[128];
+		snprintf(sql, sizeof(sql), "SELECT * FROM _lantern_fdw.record_start(%lld)", static_cast<long long>(j.jobid));
+		send(j, sql);
+		return;
+	}
+	connect(j);
+}
+
+void
+Executor::connect(Job &job)
+{
+	std::vector<const char *> keys, values;
+	std::string host = executor_host();
+	std::string port = std::to_string(PostPortNumber);
+	keys.push_back("host");
+	values.push_back(host.c_str());
+	keys.push_back("port");
+	values.push_back(port.c_str());
+	// The settings' options come after host and port, so they may override them.
+	PQconninfoOption *extra = nullptr;
+	if (guc_connection_options != nullptr && guc_connection_options[0] != '\0')
+		extra = PQconninfoParse(guc_connection_options, nullptr);
+	for (PQconninfoOption *o = extra; o != nullptr && o->keyword != nullptr; o++)
+		if (o->val != nullptr) {
+			keys.push_back(o->keyword);
+			values.push_back(o->val);
+		}
+	keys.push_back("dbname");
+	values.push_back(job.dbname.c_str());
+	keys.push_back("user");
+	values.push_back(job.connect_as.c_str());
+	keys.push_back("application_name");
+	values.push_back("lantern_fdw");
+	keys.push_back(nullptr);
+	values.push_back(nullptr);
+
+	job.conn = std::make_unique<Connection>();
+	job.conn->dboid = job.dboid;
+	job.conn->user = job.connect_as;
+	job.conn->pg.reset(PQconnectStartParams(keys.data(), values.data(), 0));
+	if (extra != nullptr)
+		PQconninfoFree(extra);
+	job.step = Step::Connecting;
+	job.connect_poll = PGRES_POLLING_WRITING;
+	job.connect_deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), kConnectTimeoutMs);
+	if (!job.conn->pg)
+		connection_failed(job, "out of memory");
+	else if (PQstatus(job.conn->pg.get()) == CONNECTION_BAD)
+		connection_failed(job, PQerrorMessage(job.conn->pg.get()));
+}
+
+void
+Executor::poll_connect(Job &job)
+{
+	if (job.cancel_requested) {
+		job.outcome = Outcome::Canceled;
+		job.error = "Canceled by user";
+		job.conn.reset();
+		record_pending(job);
+		return;
+	}
+	if (!job.conn->ready) {
+		if (GetCurrentTimestamp() >= job.connect_deadline)
+			connection_failed(job, "could not connect to the server within 10 seconds");
+		return;
+	}
+	job.conn->ready = false;
+	PGconn *pg = job.conn->pg.get();
+	job.connect_poll = PQconnectPoll(pg);
+	if (job.connect_poll == PGRES_POLLING_FAILED) {
+		connection_failed(job, PQerrorMessage(pg));
+		return;
+	}
+	if (job.connect_poll != PGRES_POLLING_OK)
+		return;
+	PQsetnonblocking(pg, 1);
+	PQsetNoticeProcessor(pg, discard_notice, nullptr);
+	job.conn->backend_pid = PQbackendPID(pg);
+	job.step = Step::Starting;
+	set_slot(job.ref, SlotState::Starting, job.conn->backend_pid, -1, -1);
+	char sql[128];
+	snprintf(sql, sizeof(sql), "SELECT * FROM _lantern_fdw.record_start(%lld)", static_cast<long long>(job.jobid));
+	send(job, sql);
+}
+
+bool
+Executor::send(Job &job, const char *sql)
+{
+	job.step_error.clear();
+	job.step_sqlstate.clear();
+	if (!PQsendQuery(job.conn->pg.get(), sql)) {
+		connection_failed(job, PQerrorMessage(job.conn->pg.get()));
+		return false;
+	}
+	job.in_flight = true;
+	if (job.step == Step::Running)
+		PQsetSingleRowMode(job.conn->pg.get());
+	flush(job);
+	return true;
+}
+
+bool
+Executor::send_record_end(Job &job)
+{
+	std::string id = std::to_string(job.jobid);
+	const char *params[3] = {id.c_str(), outcome_name(job.outcome), job.error.empty() ? nullptr : job.error.c_str()};
+	job.step_error.clear();
+	job.step_sqlstate.clear();
+	if (!PQsendQueryParams(job.conn->pg.get(), "SELECT _lantern_fdw.record_end($1::bigint, $2, $3)", 3, nullptr,
+						   params, nullptr, nullptr, 0)) {
+		connection_failed(job, PQerrorMessage(job.conn->pg.get()));
+		return false;
+	}
+	job.in_flight = true;
+	flush(job);
+	return true;
+}
+
+void
+Executor::flush(Job &job)
+{
+	int r = PQflush(job.conn->pg.get());
+	if (r < 0)
+		connection_failed(job, PQerrorMessage(job.conn->pg.get()));
+	else
+		job.want_write = (r == 1);
+}
+
+void
+Executor::poll_job(Job &job)
+{
+	if (job.step == Step::Done)
+		return;
+	if (job.step == Step::Connecting) {
+		poll_connect(job);
+		return;
+	}
+	PGconn *pg = job.conn->pg.get();
+	job.conn->ready = false;
+	if (job.want_write) {
+		flush(job);
+		if (job.step == Step::Done)
+			return;
+	}
+	if (!PQconsumeInput(pg)) {
+		connection_failed(job, PQerrorMessage(pg));
+		return;
+	}
+	while (job.in_flight) {
+		if (job.copy_out) {
+			char *buf = nullptr;
+			int n;
+			while ((n = PQgetCopyData(pg, &buf, 1)) > 0)
+				PQfreemem(buf);
+			if (n == 0)
+				return; // more data to come
+			job.copy_out = false;
+			if (n == -2) {
+				connection_failed(job, PQerrorMessage(pg));
+				return;
+			}
+		}
+		if (PQisBusy(pg))
+			return;
+		ResultPtr res(PQgetResult(pg));
+		if (!res) {
+			job.in_flight = false;
+			query_done(job); // may send the next query
+			if (job.step == Step::Done || job.step == Step::Connecting)
+				return;
+			continue;
+		}
+		handle_result(job, res.get());
+		if (job.step == Step::Done)
+			return;
+	}
+}
+
+void
+Executor::handle_result(Job &job, PGresult *res)
+{
+	PGconn *pg = job.conn->pg.get();
+	switch (PQresultStatus(res)) {
+	case PGRES_TUPLES_OK:
+		if (job.step == Step::Starting)
+			for (int i = 0; i < PQntuples(res); i++)
+				job.statements.emplace_back(PQgetvalue(res, i, 0), PQgetlength(res, i, 0));
+		break;
+	case PGRES_FATAL_ERROR:
+		if (job.step_error.empty()) {
+			job.step_error = trim_trailing(PQresultErrorMessage(res));
+			const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+			job.step_sqlstate = state != nullptr ? state : "";
+		}
+		break;
+	case PGRES_COPY_IN:
+		// Nobody can feed it: end it with an error the server reports back.
+		PQputCopyEnd(pg, "COPY FROM STDIN is not supported in lantern_fdw tasks");
+		flush(job);
+		break;
+	case PGRES_COPY_OUT:
+		job.copy_out = true;
+		break;
+	case PGRES_COPY_BOTH:
+		connection_failed(job, "replication commands are not supported in lantern_fdw tasks");
+		break;
+	default: // single rows, command completions, empty queries, notices
+		break;
+	}
+}
+
+void
+Executor::next_statement(Job &job)
+{
+	if (job.cancel_requested) {
+		job.outcome = Outcome::Canceled;
+		job.error = "Canceled by user";
+		cleanup(job);
+		return;
+	}
+	if (job.next_statement >= job.statements.size()) {
+		job.outcome = Outcome::Succeeded;
+		cleanup(job);
+		return;
+	}
+	size_t k = job.next_statement++;
+	set_slot(job.ref, SlotState::Running, -1, static_cast<int>(k + 1), static_cast<int>(job.statements.size()));
+	send(job, job.statements[k].c_str());
+}
+
+void
+Executor::query_done(Job &job)
+{
+	switch (job.step) {
+	case Step::Starting:
+		if (!job.step_error.empty()) {
+			// The extension was dropped (or recreated): nothing is left to record.
+			if (job.step_sqlstate == "42883" || job.step_sqlstate == "3F000" || job.step_sqlstate == "55000") {
+				elog(LOG, "lantern_fdw: task %lld of database \"%s\" no longer exists: %s",
+					 static_cast<long long>(job.jobid), job.dbname.c_str(), job.step_error.c_str());
+				job.reusable = false;
+				job.conn.reset();
+				free_slot(job.ref);
+				job.step = Step::Done;
+				return;
+			}
+			job.outcome = Outcome::Failed;
+			job.error = job.step_error;
+			cleanup(job);
+			return;
+		}
+		if (!job.set_role.empty() && !job.cancel_requested) {
+			char *ident = PQescapeIdentifier(job.conn->pg.get(), job.set_role.c_str(), job.set_role.size());
+			std::string sql = std::string("SET ROLE ") + (ident ? ident : "\"\"");
+			PQfreemem(ident);
+			job.step = Step::SettingRole;
+			send(job, sql.c_str());
+			return;
+		}
+		job.step = Step::Running;
+		next_statement(job);
+		return;
+	case Step::SettingRole:
+		if (!job.step_error.empty()) {
+			job.outcome = Outcome::Failed;
+			job.error = job.step_error;
+			cleanup(job);
+			return;
+		}
+		job.step = Step::Running;
+		next_statement(job);
+		return;
+	case Step::Running:
+		if (!job.step_error.empty()) {
+			bool canceled = job.cancel_sent && job.step_sqlstate == "57014";
+			job.outcome = canceled ? Outcome::Canceled : Outcome::Failed;
+			job.error = canceled ? "Canceled by user" : job.step_error;
+			cleanup(job);
+			return;
+		}
+		next_statement(job);
+		return;
+	case Step::RollingBack:
+		if (!job.step_error.empty())
+			job.reusable = false;
+		job.step = Step::Discarding;
+		send(job, "DISCARD ALL");
+		return;
+	case Step::Discarding:
+		if (!job.step_error.empty())
+			job.reusable = false;
+		job.step = Step::Recording;
+		set_slot(job.ref, SlotState::Ending, -1, -1, -1);
+		send_record_end(job);
+		return;
+	case Step::Recording:
+		if (job.step_error.empty()) {
+			finish(job);
+			return;
+		}
+		// A cancel signal that arrived late can hit the recording call: retry.
+		if (++job.record_attempts < kMaxRecordAttempts) {
+			send_record_end(job);
+			return;
+		}
+		elog(LOG, "lantern_fdw: could not record the end of task %lld: %s", static_cast<long long>(job.jobid),
+			 job.step_error.c_str());
+		job.reusable = false;
+		record_pending(job);
+		return;
+	case Step::Connecting:
+	case Step::Done:
+		return;
+	}
+}
+
+// After the task's statements: roll back what it left open, reset the
+// session, then record the outcome.
+void
+Executor::cleanup(Job &job)
+{
+	PGTransactionStatusType tx = PQtransactionStatus(job.conn->pg.get());
+	if (tx == PQTRANS_INTRANS || tx == PQTRANS_INERROR) {
+		if (job.outcome == Outcome::Succeeded) {
+			job.outcome = Outcome::Failed;
+			job.error = "ERROR:  the task ended inside a transaction block; its transaction was rolled back";
+		}
+		job.step = Step::RollingBack;
+		send(job, "ROLLBACK");
+		return;
+	}
+	job.step = Step::Discarding;
+	send(job, "DISCARD ALL");
+}
+
+void
+Executor::connection_failed(Job &job, const std::string &message)
+{
+	std::string text = trim_trailing(message);
+	if (job.step == Step::Connecting) {
+		text += "\n";
+		text += kConnectHint;
+	}
+	if (job.outcome == Outcome::None || job.step < Step::RollingBack) {
+		if (job.cancel_requested && job.cancel_sent) {
+			job.outcome = Outcome::Canceled;
+			job.error = "Canceled by user";
+		} else {
+			job.outcome = Outcome::Failed;
+			job.error = text;
+		}
+	}
+	job.reusable = false;
+	job.conn.reset();
+	record_pending(job);
+}
+
+// No connection to record through: a maintenance worker writes the outcome.
+void
+Executor::record_pending(Job &job)
+{
+	mark_record_pending(job.ref, job.outcome, job.error);
+	job.step = Step::Done;
+	job.in_flight = false;
+}
+
+void
+Executor::finish(Job &job)
+{
+	free_slot(job.ref);
+	job.step = Step::Done;
+	if (job.conn && job.reusable && guc_idle_connection_timeout_ms > 0 &&
+		PQtransactionStatus(job.conn->pg.get()) == PQTRANS_IDLE) {
+		job.conn->idle_since = GetCurrentTimestamp();
+		idle_.push_back(std::move(job.conn));
+	}
+	job.conn.reset();
+}
+
+void
+Executor::apply_cancels()
+{
+	if (jobs_.empty())
+		return;
+	std::vector<Job *> to_signal;
+	LWLockAcquire(board_lock(), LW_EXCLUSIVE);
+	for (auto &job : jobs_) {
+		TaskSlot *s = board_slot(job->ref.index);
+		if (s->generation != job->ref.generation || !s->cancel_requested || job->cancel_requested)
+			continue;
+		job->cancel_requested = true;
+		if (job->step == Step::Running && job->in_flight && job->conn) {
+			s->cancel_sent = true;
+			job->cancel_sent = true;
+			to_signal.push_back(job.get());
+		}
+	}
+	LWLockRelease(board_lock());
+	// The backend runs the task's statement right now: cancel it, like
+	// pg_cancel_backend would.
+	for (Job *job : to_signal)
+		kill(job->conn->backend_pid, SIGINT);
+}
+
+void
+Executor::reap_idle(TimestampTz now)
+{
+	uint32 close_requests = board_close_idle_requests();
+	bool close_all = close_requests != close_idle_seen_;
+	close_idle_seen_ = close_requests;
+	for (auto it = idle_.begin(); it != idle_.end();) {
+		Connection &c = **it;
+		bool dead = false;
+		if (c.ready) {
+			// Data on an idle connection: the server closed it, or a notice.
+			c.ready = false;
+			dead = !PQconsumeInput(c.pg.get()) || PQstatus(c.pg.get()) != CONNECTION_OK;
+			while (PGnotify *n = PQnotifies(c.pg.get()))
+				PQfreemem(n);
+		}
+		bool expired = now >= TimestampTzPlusMilliseconds(c.idle_since, guc_idle_connection_timeout_ms);
+		if (dead || expired || close_all)
+			it = idle_.erase(it);
+		else
+			++it;
+	}
+}
+
+// ---- maintenance workers --------------------------------------------------
+
+void
+Executor::manage_maintenance(TimestampTz now)
+{
+	// Forget the workers that have exited.
+	for (auto it = maintenance_.begin(); it != maintenance_.end();) {
+		pid_t pid;
+		if (GetBackgroundWorkerPid(it->second, &pid) == BGWH_STOPPED) {
+			pfree(it->second);
+			it = maintenance_.erase(it);
+		} else
+			++it;
+	}
+	if (now < maintenance_retry_at_)
+		return;
+
+	// Databases with outcomes to write.
+	std::set<Oid> pending_dbs;
+	std::vector<SlotRef> abandoned;
+	LWLockAcquire(board_lock(), LW_SHARED);
+	for (int i = 0; i < board_nslots(); i++) {
+		const TaskSlot *s = board_slot(i);
+		if (s->state == SlotState::RecordPending)
+			pending_dbs.insert(s->dboid);
+	}
+	LWLockRelease(board_lock());
+
+	auto start = [&](Oid db, bool recover) {
+		if (maintenance_.count(db))
+			return true;
+		BackgroundWorkerHandle *handle = nullptr;
+		if (!start_maintenance_worker(db, recover, &handle)) {
+			maintenance_retry_at_ = TimestampTzPlusMilliseconds(now, kMaintenanceRetryMs);
+			return false;
+		}
+		maintenance_[db] = handle;
+		return true;
+	};
+
+	for (Oid db : pending_dbs) {
+		if (maintenance_.count(db))
+			continue;
+		if (++maintenance_attempts_[db] > kMaxMaintenanceAttempts) {
+			// The database is gone or refuses workers: give the slots up.
+			LWLockAcquire(board_lock(), LW_EXCLUSIVE);
+			for (int i = 0; i < board_nslots(); i++) {
+				TaskSlot *s = board_slot(i);
+				if (s->state == SlotState::RecordPending && s->dboid == db) {
+					elog(WARNING, "lantern_fdw: could not record the outcome of task %lld in database %u: %s",
+						 static_cast<long long>(s->jobid), db, s->message);
+					s->state = SlotState::Free;
+				}
+			}
+			LWLockRelease(board_lock());
+			ConditionVariableBroadcast(board_cv());
+			maintenance_attempts_.erase(db);
+			continue;
+		}
+		if (!start(db, false))
+			return;
+	}
+	for (auto it = maintenance_attempts_.begin(); it != maintenance_attempts_.end();)
+		it = pending_dbs.count(it->first) ? std::next(it) : maintenance_attempts_.erase(it);
+
+	// Recovery, one database at a time.
+	if (!to_recover_.empty()) {
+		bool recovering = false;
+		for (auto &entry : maintenance_)
+			recovering |= entry.first == to_recover_.back();
+		if (!recovering && start(to_recover_.back(), true))
+			to_recover_.pop_back();
+	}
+
+	// Retention, now and then.
+	if (guc_task_retention_s > 0 && now >= next_retention_at_) {
+		next_retention_at_ = TimestampTzPlusMilliseconds(now, kRetentionIntervalMs);
+		for (Oid db : known_dbs_)
+			if (!start(db, false))
+				return;
+	}
+}
+
+// ---- waiting ---------------------------------------------------------------
+
+std::vector<std::pair<pgsocket, uint32>>
+Executor::wanted_sockets() const
+{
+	std::vector<std::pair<pgsocket, uint32>> out;
+	for (auto &job : jobs_) {
+		if (!job->conn || !job->conn->pg || job->step == Step::Done)
+			continue;
+		pgsocket fd = PQsocket(job->conn->pg.get());
+		if (fd == PGINVALID_SOCKET)
+			continue;
+		uint32 events;
+		if (job->step == Step::Connecting)
+			events = job->connect_poll == PGRES_POLLING_READING ? WL_SOCKET_READABLE : WL_SOCKET_WRITEABLE;
+		else
+			events = WL_SOCKET_READABLE | (job->want_write ? WL_SOCKET_WRITEABLE : 0);
+		out.emplace_back(fd, events);
+	}
+	for (auto &c : idle_) {
+		pgsocket fd = PQsocket(c->pg.get());
+		if (fd != PGINVALID_SOCKET)
+			out.emplace_back(fd, WL_SOCKET_READABLE);
+	}
+	return out;
+}
+
+long
+Executor::wait_timeout(TimestampTz now) const
+{
+	TimestampTz next = 0;
+	auto consider = [&](TimestampTz t) {
+		if (t != 0 && (next == 0 || t < next))
+			next = t;
+	};
+	for (auto &job : jobs_)
+		if (job->step == Step::Connecting)
+			consider(job->connect_deadline);
+	for (auto &c : idle_)
+		consider(TimestampTzPlusMilliseconds(c->idle_since, guc_idle_connection_timeout_ms));
+	if (maintenance_retry_at_ > now)
+		consider(maintenance_retry_at_);
+	if (!to_recover_.empty())
+		consider(TimestampTzPlusMilliseconds(now, kMaintenanceRetryMs));
+	if (guc_task_retention_s > 0)
+		consider(next_retention_at_);
+	if (next == 0)
+		return -1;
+	return std::max<long>(0, TimestampDifferenceMilliseconds(now, next) + 1);
+}
+
+void
+Executor::wait(long timeout_ms)
+{
+	auto wanted = wanted_sockets();
+	bool same_fds = wait_set_ != nullptr && wanted.size() == wait_sockets_.size();
+	for (size_t i = 0; same_fds && i < wanted.size(); i++)
+		same_fds = wanted[i].first == wait_sockets_[i].first;
+	if (!same_fds) {
+		if (wait_set_ != nullptr)
+			FreeWaitEventSet(wait_set_);
+		wait_set_ = CreateWaitEventSet(TopMemoryContext, 2 + static_cast<int>(wanted.size()));
+		AddWaitEventToSet(wait_set_, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, nullptr);
+		AddWaitEventToSet(wait_set_, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, nullptr, nullptr);
+		for (auto &w : wanted)
+			AddWaitEventToSet(wait_set_, w.second, w.first, nullptr, nullptr);
+	} else {
+		for (size_t i = 0; i < wanted.size(); i++)
+			if (wanted[i].second != wait_sockets_[i].second)
+				ModifyWaitEvent(wait_set_, static_cast<int>(i) + 2, wanted[i].second, nullptr);
+	}
+	wait_sockets_ = wanted;
+
+	WaitEvent events[64];
+	int n = WaitEventSetWait(wait_set_, timeout_ms, events, lengthof(events), PG_WAIT_EXTENSION);
+	for (int i = 0; i < n; i++) {
+		if (events[i].events & WL_LATCH_SET)
+			ResetLatch(MyLatch);
+		if (events[i].pos < 2)
+			continue;
+		pgsocket fd = events[i].fd;
+		for (auto &job : jobs_)
+			if (job->conn && job->conn->pg && PQsocket(job->conn->pg.get()) == fd)
+				job->conn->ready = true;
+		for (auto &c : idle_)
+			if (PQsocket(c->pg.get()) == fd)
+				c->ready = true;
+	}
+}
+
+// ---- start-up --------------------------------------------------------------
+
+// Slots left in flight by a previous executor: requeue the ones that never
+// started their statements, fail the others, and end their backends.
+void
+Executor::adopt_orphans()
+{
+	std::vector<int> pids;
+	LWLockAcquire(board_lock(), LW_EXCLUSIVE);
+	for (int i = 0; i < board_nslots(); i++) {
+		TaskSlot *s = board_slot(i);
+		if (s->state != SlotState::Starting && s->state != SlotState::Running && s->state != SlotState::Ending)
+			continue;
+		if (s->backend_pid != 0)
+			pids.push_back(s->backend_pid);
+		if (s->state == SlotState::Starting) {
+			s->state = SlotState::Queued;
+			s->queue_seq = board_next_queue_seq();
+		} else {
+			s->state = SlotState::RecordPending;
+			s->outcome = Outcome::Failed;
+			strlcpy(s->message,
+					"ERROR:  the lantern_fdw executor stopped while the task was running; the task was terminated",
+					sizeof(s->message));
+		}
+		s->backend_pid = 0;
+	}
+	LWLockRelease(board_lock());
+	for (int pid : pids)
+		if (BackendPidGetProc(pid) != nullptr)
+			kill(pid, SIGTERM);
+}
+
+extern "C" {
+// Fills *oids (palloc'd in TopMemoryContext) with the databases that accept
+// connections. Plain C: an error here ends the worker.
+static int
+list_databases(Oid **oids)
+{
+	int n = 0, cap = 16;
+	*oids = static_cast<Oid *>(MemoryContextAlloc(TopMemoryContext, cap * sizeof(Oid)));
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	Relation rel = table_open(DatabaseRelationId, AccessShareLock);
+	TableScanDesc scan = table_beginscan_catalog(rel, 0, nullptr);
+	HeapTuple tup;
+	while ((tup = heap_getnext(scan, ForwardScanDirection)) != nullptr) {
+		Form_pg_database db = reinterpret_cast<Form_pg_database>(GETSTRUCT(tup));
+		if (!db->datallowconn)
+			continue;
+		if (n == cap) {
+			cap *= 2;
+			*oids = static_cast<Oid *>(repalloc(*oids, cap * sizeof(Oid)));
+		}
+		(*oids)[n++] = db->oid;
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	CommitTransactionCommand();
+	return n;
+}
+}
+
+void
+Executor::run()
+{
+	board_set_executor(MyLatch, MyProcPid);
+	adopt_orphans();
+	Oid *oids = nullptr;
+	int n = list_databases(&oids);
+	for (int i = 0; i < n; i++)
+		known_dbs_.insert(oids[i]);
+	if (board_take_recovery_request())
+		to_recover_.assign(oids, oids + n);
+	pfree(oids);
+	close_idle_seen_ = board_close_idle_requests();
+
+	for (;;) {
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending) {
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			idle_.clear(); // connection settings may have changed
+		}
+		apply_cancels();
+		dispatch();
+		for (size_t i = 0; i < jobs_.size(); i++)
+			poll_job(*jobs_[i]);
+		jobs_.erase(std::remove_if(jobs_.begin(), jobs_.end(),
+								   [](const std::unique_ptr<Job> &j) { return j->step == Step::Done; }),
+					jobs_.end());
+		if (static_cast<int>(jobs_.size()) < guc_max_parallel_tasks)
+			dispatch(); // take the places of the jobs that just ended
+		TimestampTz now = GetCurrentTimestamp();
+		reap_idle(now);
+		manage_maintenance(now);
+		wait(wait_timeout(now));
+	}
+}
+
+} // namespace
+
+void
+register_executor()
+{
+	BackgroundWorker worker = {};
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 1;
+	strlcpy(worker.bgw_library_name, "lantern_fdw", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "lantern_executor_main", BGW_MAXLEN);
+	strlcpy(worker.bgw_name, "lantern_fdw executor", BGW_MAXLEN);
+	strlcpy(worker.bgw_type, "lantern_fdw executor", BGW_MAXLEN);
+	RegisterBackgroundWorker(&worker);
+}
+
+} // namespace lantern
+
+extern "C" void
+lantern_executor_main(Datum)
+{
+	pqsignal(SIGTERM, die);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+	// Connected to no database: shared catalogs only (to list databases), and
+	// a row in pg_stat_activity.
+	BackgroundWorkerInitializeConnection(nullptr, nullptr, 0);
+	try {
+		lantern::Executor executor;
+		executor.run();
+	} catch (const std::exception &e) {
+		elog(LOG, "lantern_fdw executor: %s", e.what());
+	}
+	proc_exit(1);
+}

@@ -1,0 +1,235 @@
+// SQL-callable functions: the public API and the executor's recording calls.
+#include "pg.hpp"
+#include "lantern.hpp"
+
+extern "C" {
+#include "commands/async.h"
+#include "utils/json.h"
+
+PG_FUNCTION_INFO_V1(lantern_async_task);
+PG_FUNCTION_INFO_V1(lantern_cancel_task);
+PG_FUNCTION_INFO_V1(lantern_cancel_all_async_tasks);
+PG_FUNCTION_INFO_V1(lantern_wait_task);
+PG_FUNCTION_INFO_V1(lantern_record_start);
+PG_FUNCTION_INFO_V1(lantern_record_end);
+}
+
+namespace lantern {
+
+static const char *
+text_arg_or_null(FunctionCallInfo fcinfo, int n)
+{
+	return PG_ARGISNULL(n) ? nullptr : text_to_cstring(PG_GETARG_TEXT_PP(n));
+}
+
+// async_task is the INSERT into lantern.tasks, so it needs the same privilege.
+static void
+check_insert_privilege()
+{
+	Oid nsp = get_namespace_oid("lantern", false);
+	Oid tasks = get_relname_relid("tasks", nsp);
+	if (!OidIsValid(tasks))
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE), errmsg("foreign table lantern.tasks does not exist")));
+	AclResult acl = pg_class_aclcheck(tasks, GetUserId(), ACL_INSERT);
+	if (acl != ACLCHECK_OK)
+		aclcheck_error(acl, OBJECT_FOREIGN_TABLE, "tasks");
+}
+
+// The slot of a task that the executor has moved to `step`, for the backend
+// serving that task's connection; errors for anybody else.
+static void
+check_recording_caller(int64 jobid, SlotState step, const char *what)
+{
+	require_preloaded();
+	LWLockAcquire(board_lock(), LW_SHARED);
+	int index = board_find(MyDatabaseId, jobid);
+	bool ok = index >= 0 && board_slot(index)->state == step && board_slot(index)->backend_pid == MyProcPid;
+	LWLockRelease(board_lock());
+	if (!ok)
+		ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						errmsg("only the lantern_fdw executor may record the %s of task %lld", what, (long long)jobid)));
+}
+
+} // namespace lantern
+
+using namespace lantern;
+
+extern "C" Datum
+lantern_async_task(PG_FUNCTION_ARGS)
+{
+	require_preloaded();
+	check_insert_privilege();
+	NewTask task = {};
+	task.query = text_arg_or_null(fcinfo, 0);
+	task.job_name = text_arg_or_null(fcinfo, 1);
+	Store store;
+	store_open(&store, RowExclusiveLock);
+	int64 jobid = submit_task(&store, task, nullptr, nullptr);
+	store_close(&store, RowExclusiveLock);
+	PG_RETURN_INT64(jobid);
+}
+
+extern "C" Datum
+lantern_cancel_task(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(cancel_task_internal(PG_GETARG_INT64(0), false));
+}
+
+extern "C" Datum
+lantern_cancel_all_async_tasks(PG_FUNCTION_ARGS)
+{
+	require_preloaded();
+	int n = 0;
+	int64 *jobids = static_cast<int64 *>(palloc(sizeof(int64) * board_nslots()));
+	LWLockAcquire(board_lock(), LW_SHARED);
+	for (int i = 0; i < board_nslots(); i++) {
+		const TaskSlot *s = board_slot(i);
+		if (s->dboid == MyDatabaseId &&
+			(s->state == SlotState::Queued || s->state == SlotState::Starting || s->state == SlotState::Running))
+			jobids[n++] = s->jobid;
+	}
+	LWLockRelease(board_lock());
+	for (int i = 0; i < n; i++)
+		cancel_task_internal(jobids[i], true);
+	PG_RETURN_VOID();
+}
+
+// Blocks until the task ends or the timeout passes; returns its status then.
+extern "C" Datum
+lantern_wait_task(PG_FUNCTION_ARGS)
+{
+	require_preloaded();
+	int64 jobid = PG_GETARG_INT64(0);
+	long timeout_ms = -1;
+	if (!PG_ARGISNULL(1)) {
+		Interval *iv = PG_GETARG_INTERVAL_P(1);
+		double secs = iv->time / 1e6 + (iv->day + iv->month * 30.0) * 86400.0;
+		if (secs < 0)
+			ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("timeout must not be negative")));
+		timeout_ms = static_cast<long>(Min(secs * 1000.0, static_cast<double>(LONG_MAX / 2)));
+	}
+	Store store;
+	store_open(&store, AccessShareLock);
+	HeapTuple row = store_fetch(&store, jobid, GetActiveSnapshot());
+	bool isnull;
+	Visibility vis;
+	visibility_init(&vis);
+	if (row == nullptr ||
+		!visibility_check(&vis, DatumGetObjectId(heap_getattr(row, Col_run_as, RelationGetDescr(store.rel), &isnull))))
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("task %lld does not exist", (long long)jobid)));
+
+	TimestampTz start = GetCurrentTimestamp();
+	const char *live_status = nullptr;
+	ConditionVariablePrepareToSleep(board_cv());
+	for (;;) {
+		LWLockAcquire(board_lock(), LW_SHARED);
+		int index = board_find(MyDatabaseId, jobid);
+		SlotState state = index >= 0 ? board_slot(index)->state : SlotState::Free;
+		int task_pid = index >= 0 ? board_slot(index)->backend_pid : 0;
+		LWLockRelease(board_lock());
+		if (index < 0) {
+			live_status = nullptr;
+			break;
+		}
+		live_status = slot_state_status(state);
+		long waited = TimestampDifferenceMilliseconds(start, GetCurrentTimestamp());
+		if (timeout_ms >= 0 && waited >= timeout_ms)
+			break;
+		// A task blocked by this very session (CREATE INDEX CONCURRENTLY waits
+		// for our snapshot) would never end while we wait: return instead.
+		if (state == SlotState::Running && task_pid != 0) {
+			ArrayType *blockers = DatumGetArrayTypeP(DirectFunctionCall1(pg_blocking_pids, Int32GetDatum(task_pid)));
+			Datum *elems;
+			int nelems;
+			deconstruct_array(blockers, INT4OID, 4, true, TYPALIGN_INT, &elems, nullptr, &nelems);
+			bool blocked_by_us = false;
+			for (int i = 0; i < nelems; i++)
+				blocked_by_us |= DatumGetInt32(elems[i]) == MyProcPid;
+			if (blocked_by_us) {
+				ereport(NOTICE, (errmsg("task %lld is waiting for this session to finish its statement", (long long)jobid),
+								 errhint("Call lantern.wait_task again in a new statement, or poll lantern.tasks.")));
+				break;
+			}
+		}
+		long sleep_ms = 1000; // wake up now and then to look for the case above
+		if (timeout_ms >= 0)
+			sleep_ms = Min(sleep_ms, timeout_ms - waited);
+		ConditionVariableTimedSleep(board_cv(), sleep_ms, PG_WAIT_EXTENSION);
+	}
+	ConditionVariableCancelSleep();
+
+	if (live_status == nullptr) {
+		// Ended: its outcome is committed; read it with a fresh snapshot.
+		HeapTuple now_row = store_fetch(&store, jobid, GetLatestSnapshot());
+		Datum d = now_row ? heap_getattr(now_row, Col_status, RelationGetDescr(store.rel), &isnull) : (Datum)0;
+		live_status = (now_row == nullptr || isnull) ? nullptr : TextDatumGetCString(d);
+	}
+	store_close(&store, AccessShareLock);
+	if (live_status == nullptr)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(live_status));
+}
+
+// Called by the executor through the task's own connection: marks the task
+// running and returns its statements, split by the server's parser.
+extern "C" Datum
+lantern_record_start(PG_FUNCTION_ARGS)
+{
+	int64 jobid = PG_GETARG_INT64(0);
+	check_recording_caller(jobid, SlotState::Starting, "start");
+	Store store;
+	store_open(&store, RowExclusiveLock);
+	HeapTuple row = store_fetch(&store, jobid, GetLatestSnapshot());
+	if (row == nullptr)
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("task %lld does not exist", (long long)jobid)));
+	bool isnull;
+	char *query = TextDatumGetCString(heap_getattr(row, Col_query, RelationGetDescr(store.rel), &isnull));
+	store_set_status(&store, row, "running");
+	store_close(&store, RowExclusiveLock);
+
+	char appname[64];
+	snprintf(appname, sizeof(appname), "lantern_fdw task %lld", (long long)jobid);
+	SetConfigOption("application_name", appname, PGC_USERSET, PGC_S_SESSION);
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+	List *stmts = parse_task_query(query);
+	int len = strlen(query);
+	ListCell *lc;
+	foreach (lc, stmts) {
+		RawStmt *rs = lfirst_node(RawStmt, lc);
+		int stmt_len = rs->stmt_len > 0 ? rs->stmt_len : len - rs->stmt_location;
+		Datum value = PointerGetDatum(cstring_to_text_with_len(query + rs->stmt_location, stmt_len));
+		bool null = false;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &null);
+	}
+	return (Datum)0;
+}
+
+// Called by the executor through the task's connection once the outcome is
+// known: writes it and tells LISTENers on channel lantern_tasks.
+extern "C" Datum
+lantern_record_end(PG_FUNCTION_ARGS)
+{
+	int64 jobid = PG_GETARG_INT64(0);
+	check_recording_caller(jobid, SlotState::Ending, "end");
+	const char *status = text_arg_or_null(fcinfo, 1);
+	if (status == nullptr ||
+		(strcmp(status, "succeeded") != 0 && strcmp(status, "failed") != 0 && strcmp(status, "canceled") != 0))
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("invalid final status \"%s\"", status ? status : "")));
+	const char *error = text_arg_or_null(fcinfo, 2);
+	Store store;
+	store_open(&store, RowExclusiveLock);
+	HeapTuple row = store_fetch(&store, jobid, GetLatestSnapshot());
+	if (row != nullptr)
+		store_record_end(&store, row, status, error);
+	store_close(&store, RowExclusiveLock);
+
+	StringInfoData payload;
+	initStringInfo(&payload);
+	appendStringInfo(&payload, "{\"jobid\": %lld, \"status\": ", (long long)jobid);
+	escape_json(&payload, status);
+	appendStringInfoChar(&payload, '}');
+	Async_Notify("lantern_tasks", payload.data);
+	PG_RETURN_VOID();
+}

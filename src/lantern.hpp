@@ -1,0 +1,166 @@
+// Declarations shared by the parts of lantern_fdw. Include after pg.hpp.
+#pragma once
+
+#include <stdint.h>
+
+namespace lantern {
+
+// ---- settings (module.cpp) ----
+extern int guc_max_tasks;
+extern int guc_max_parallel_tasks;
+extern char *guc_host;
+extern char *guc_connection_options;
+extern int guc_idle_connection_timeout_ms;
+extern int guc_task_retention_s;
+
+// Raises the "not preloaded" error unless the board exists.
+void require_preloaded();
+
+// ---- board (board.cpp): shared memory state of active tasks ----
+
+// The life of a board slot. Which process moves a slot out of each state:
+//   Reserved      -> Queued (submitter commits) | Free (submitter aborts)
+//   Queued        -> Starting (executor picks it) | Canceling (cancel_task)
+//   Canceling     -> Free (canceler commits, row says canceled) | Queued (canceler aborts)
+//   Starting      -> Running | Ending (executor)
+//   Running       -> Ending (executor)
+//   Ending        -> Free (executor, after the outcome is committed) | RecordPending
+//   RecordPending -> Free (maintenance worker wrote the outcome)
+enum class SlotState : uint8_t { Free = 0, Reserved, Queued, Canceling, Starting, Running, Ending, RecordPending };
+
+const char *slot_state_name(SlotState s);
+// The status column value that an active slot in state s shows.
+const char *slot_state_status(SlotState s);
+
+enum class Outcome : uint8_t { None = 0, Succeeded, Failed, Canceled };
+const char *outcome_name(Outcome o);
+
+constexpr int kMessageLen = 1024;
+
+struct TaskSlot {
+	SlotState state;
+	bool cancel_requested;	  // cancel_task asked; executor acts on it
+	bool cancel_sent;		  // executor signalled the backend
+	Outcome outcome;		  // RecordPending: what to record
+	uint32 generation;		  // bumped each time the slot is taken: detects reuse
+	Oid dboid;
+	int64 jobid;
+	Oid run_as;				  // role the task runs as (username)
+	TransactionId owner_xid;  // Reserved/Canceling: the owning transaction
+	int owner_pid;			  // Reserved/Canceling: the owning backend
+	int backend_pid;		  // Starting/Running/Ending: the task connection's backend
+	uint64 queue_seq;		  // FIFO order among Queued slots
+	TimestampTz submitted_at; // the started_at column
+	TimestampTz run_started_at;
+	int stmt_index;	 // 1-based statement being run
+	int stmt_count;
+	NameData dbname;
+	NameData connect_as; // login role of the task connection
+	NameData set_role;	 // role to SET ROLE to after connecting ("" = none)
+	char message[kMessageLen]; // RecordPending: error_message to record
+};
+
+// A copy of a slot with the coordinates needed to act on it later.
+struct SlotRef {
+	int index;
+	uint32 generation;
+};
+
+struct Board;
+Size board_shmem_size();
+void board_shmem_startup();
+bool board_attached();
+Board *board();
+
+LWLock *board_lock();
+TaskSlot *board_slot(int index); // caller holds the lock
+int board_nslots();
+ConditionVariable *board_cv();
+uint64 board_id();
+void board_wake_executor();
+void board_set_executor(Latch *latch, int pid);
+int board_executor_pid();
+bool board_take_recovery_request(); // true once per board lifetime
+void board_put_back_recovery_request();
+void board_request_close_idle();
+uint32 board_close_idle_requests();
+
+// Finds the slot of (db, jobid); caller holds the lock. -1 if none.
+int board_find(Oid dboid, int64 jobid);
+
+// Submitting: returns the slot index or -1 when the board is full.
+int board_reserve(const TaskSlot &init);
+// Next FIFO position; caller holds the lock exclusively.
+uint64 board_next_queue_seq();
+
+// ---- store (store.cpp): the durable record, _lantern_fdw.task_log ----
+enum StoreColumn {
+	Col_jobid = 1,
+	Col_query,
+	Col_pg_cron_job_name,
+	Col_job_name,
+	Col_username,
+	Col_started_at,
+	Col_duration,
+	Col_status,
+	Col_error_message,
+	Col_run_as,
+	Col_login_role,
+	Col_board_id,
+	Store_natts = Col_board_id
+};
+
+struct Store {
+	Relation rel;
+	Relation pkey;
+};
+// Opens the store of the current database; errors if the extension is missing.
+void store_open(Store *s, LOCKMODE mode);
+void store_close(Store *s, LOCKMODE mode);
+Oid store_namespace(bool missing_ok);
+// Fetches the current row of jobid (a copy), or NULL.
+HeapTuple store_fetch(Store *s, int64 jobid, Snapshot snap);
+// Writes the final outcome of a task (status, error, duration up to now).
+void store_record_end(Store *s, HeapTuple old, const char *status, const char *error);
+void store_set_status(Store *s, HeapTuple old, const char *status);
+// True while the task of this row has not ended.
+bool duration_is_null(HeapTuple row, TupleDesc desc);
+
+// ---- submit (submit.cpp) ----
+struct NewTask {
+	const char *query; // not null
+	const char *job_name;
+	const char *username; // NULL = current_user
+	bool has_started_at;
+	TimestampTz started_at;
+	bool has_jobid;
+	int64 jobid;
+};
+// Validates, writes the durable row, reserves a board slot. Returns the jobid.
+// Output: the values as stored (for RETURNING).
+int64 submit_task(Store *store, const NewTask &task, TimestampTz *started_at_out, const char **username_out);
+// Checks the raw syntax of query; errors with the position inside it.
+List *parse_task_query(const char *query);
+
+// cancel_task body; returns true when the task was active.
+bool cancel_task_internal(int64 jobid, bool quiet);
+// Visibility of a task's rows for the current user.
+struct Visibility {
+	bool see_all;
+};
+void visibility_init(Visibility *v);
+bool visibility_check(const Visibility *v, Oid run_as);
+void xact_register_callbacks();
+void note_pending_cancel(int index, uint32 generation, SlotState prior);
+bool requeue_task(Store *store, HeapTuple row);
+
+// ---- workers ----
+extern "C" {
+PGDLLEXPORT void lantern_executor_main(Datum arg);
+PGDLLEXPORT void lantern_maintenance_main(Datum arg);
+}
+void register_executor();
+// Starts the maintenance worker of a database; returns false if no worker slot.
+bool start_maintenance_worker(Oid dboid, bool recover, BackgroundWorkerHandle **handle);
+
+} // namespace lantern

@@ -1,0 +1,245 @@
+// The maintenance worker: a short-lived background worker connected to one
+// database. The executor starts it to write outcomes it could not record
+// through a task connection, to recover the tasks of an earlier server life,
+// and to apply lantern_fdw.task_retention.
+#include "pg.hpp"
+#include "lantern.hpp"
+
+extern "C" {
+#include "commands/async.h"
+#include "utils/json.h"
+}
+
+namespace lantern {
+
+constexpr int kBatch = 500;
+
+static const char *const kRestartedMessage =
+	"ERROR:  the server restarted while the task was running; its work was rolled back";
+
+static void
+begin_work()
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+}
+
+static void
+end_work()
+{
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+static void
+notify_end(int64 jobid, const char *status)
+{
+	StringInfoData payload;
+	initStringInfo(&payload);
+	appendStringInfo(&payload, "{\"jobid\": %lld, \"status\": ", (long long)jobid);
+	escape_json(&payload, status);
+	appendStringInfoChar(&payload, '}');
+	Async_Notify("lantern_tasks", payload.data);
+}
+
+// Tasks of an earlier server life (another board) that had not ended: queued
+// ones go back on the board, running ones failed with the restart.
+// Returns true when everything was handled.
+static bool
+recover_batch()
+{
+	Store store;
+	store_open(&store, RowExclusiveLock);
+	TupleDesc desc = RelationGetDescr(store.rel);
+	SysScanDesc scan = systable_beginscan(store.rel, InvalidOid, false, GetActiveSnapshot(), 0, nullptr);
+	HeapTuple row;
+	int done = 0;
+	bool complete = true;
+	while ((row = systable_getnext(scan)) != nullptr) {
+		if (!duration_is_null(row, desc))
+			continue;
+		bool isnull;
+		if (static_cast<uint64>(DatumGetInt64(heap_getattr(row, Col_board_id, desc, &isnull))) == board_id())
+			continue;
+		int64 jobid = DatumGetInt64(heap_getattr(row, Col_jobid, desc, &isnull));
+		char *status = TextDatumGetCString(heap_getattr(row, Col_status, desc, &isnull));
+		HeapTuple copy = heap_copytuple(row);
+		if (strcmp(status, "queued") == 0) {
+			if (!requeue_task(&store, copy)) {
+				complete = false; // the board is full
+				break;
+			}
+			elog(LOG, "lantern_fdw: task %lld queued again after a server restart", (long long)jobid);
+		} else {
+			store_record_end(&store, copy, "failed", kRestartedMessage);
+			notify_end(jobid, "failed");
+			elog(LOG, "lantern_fdw: task %lld failed: the server restarted while it ran", (long long)jobid);
+		}
+		if (++done == kBatch) {
+			complete = false;
+			break;
+		}
+	}
+	systable_endscan(scan);
+	store_close(&store, RowExclusiveLock);
+	return complete;
+}
+
+struct PendingOutcome {
+	SlotRef ref;
+	int64 jobid;
+	Outcome outcome;
+	char message[kMessageLen];
+};
+
+// Writes the outcomes the executor left on the board for this database.
+static void
+write_pending_outcomes()
+{
+	int n = 0;
+	PendingOutcome *items = static_cast<PendingOutcome *>(palloc(sizeof(PendingOutcome) * board_nslots()));
+	LWLockAcquire(board_lock(), LW_SHARED);
+	for (int i = 0; i < board_nslots(); i++) {
+		const TaskSlot *s = board_slot(i);
+		if (s->state != SlotState::RecordPending || s->dboid != MyDatabaseId)
+			continue;
+		PendingOutcome &p = items[n++];
+		p.ref = SlotRef{i, s->generation};
+		p.jobid = s->jobid;
+		p.outcome = s->outcome;
+		memcpy(p.message, s->message, kMessageLen);
+	}
+	LWLockRelease(board_lock());
+	if (n == 0)
+		return;
+
+	begin_work();
+	Store store;
+	store_open(&store, RowExclusiveLock);
+	for (int i = 0; i < n; i++) {
+		HeapTuple row = store_fetch(&store, items[i].jobid, GetLatestSnapshot());
+		// A row that already has its outcome keeps it.
+		if (row == nullptr || !duration_is_null(row, RelationGetDescr(store.rel)))
+			continue;
+		const char *status = outcome_name(items[i].outcome);
+		store_record_end(&store, row, status, items[i].message[0] ? items[i].message : nullptr);
+		notify_end(items[i].jobid, status);
+	}
+	store_close(&store, RowExclusiveLock);
+	end_work();
+
+	LWLockAcquire(board_lock(), LW_EXCLUSIVE);
+	for (int i = 0; i < n; i++) {
+		TaskSlot *s = board_slot(items[i].ref.index);
+		if (s->generation == items[i].ref.generation && s->state == SlotState::RecordPending)
+			s->state = SlotState::Free;
+	}
+	LWLockRelease(board_lock());
+	ConditionVariableBroadcast(board_cv());
+}
+
+// Deletes up to kBatch ended tasks older than the retention; returns how many.
+static int
+retention_batch(TimestampTz cutoff)
+{
+	Store store;
+	store_open(&store, RowExclusiveLock);
+	TupleDesc desc = RelationGetDescr(store.rel);
+	SysScanDesc scan = systable_beginscan(store.rel, InvalidOid, false, GetActiveSnapshot(), 0, nullptr);
+	HeapTuple row;
+	int deleted = 0;
+	while (deleted < kBatch && (row = systable_getnext(scan)) != nullptr) {
+		bool isnull;
+		Datum duration = heap_getattr(row, Col_duration, desc, &isnull);
+		if (isnull)
+			continue; // active: never touched
+		Datum started = heap_getattr(row, Col_started_at, desc, &isnull);
+		TimestampTz ended = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval, started, duration));
+		if (ended >= cutoff)
+			continue;
+		CatalogTupleDelete(store.rel, &row->t_self);
+		deleted++;
+	}
+	systable_endscan(scan);
+	store_close(&store, RowExclusiveLock);
+	return deleted;
+}
+
+// Frees the board slots of this database when the extension is gone.
+static void
+forget_database_tasks()
+{
+	LWLockAcquire(board_lock(), LW_EXCLUSIVE);
+	for (int i = 0; i < board_nslots(); i++) {
+		TaskSlot *s = board_slot(i);
+		if (s->dboid == MyDatabaseId && (s->state == SlotState::Queued || s->state == SlotState::RecordPending))
+			s->state = SlotState::Free;
+	}
+	LWLockRelease(board_lock());
+	ConditionVariableBroadcast(board_cv());
+}
+
+bool
+start_maintenance_worker(Oid dboid, bool recover, BackgroundWorkerHandle **handle)
+{
+	BackgroundWorker worker = {};
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	strlcpy(worker.bgw_library_name, "lantern_fdw", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "lantern_maintenance_main", BGW_MAXLEN);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "lantern_fdw maintenance of database %u", dboid);
+	strlcpy(worker.bgw_type, "lantern_fdw maintenance", BGW_MAXLEN);
+	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
+	worker.bgw_extra[0] = recover ? 1 : 0;
+	worker.bgw_notify_pid = MyProcPid;
+	return RegisterDynamicBackgroundWorker(&worker, handle);
+}
+
+} // namespace lantern
+
+extern "C" void
+lantern_maintenance_main(Datum arg)
+{
+	using namespace lantern;
+	Oid dboid = DatumGetObjectId(arg);
+	bool recover = MyBgworkerEntry->bgw_extra[0] != 0;
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	pgstat_report_appname("lantern_fdw maintenance");
+
+	begin_work();
+	bool installed = OidIsValid(get_extension_oid("lantern_fdw", true));
+	end_work();
+	if (!installed) {
+		forget_database_tasks();
+		proc_exit(0);
+	}
+
+	while (recover) {
+		begin_work();
+		bool complete = recover_batch();
+		end_work();
+		if (complete)
+			break;
+		// The board is full: wait for a slot before going on.
+		ConditionVariableTimedSleep(board_cv(), 1000, PG_WAIT_EXTENSION);
+		ConditionVariableCancelSleep();
+	}
+
+	write_pending_outcomes();
+
+	if (guc_task_retention_s > 0) {
+		TimestampTz cutoff = GetCurrentTimestamp() - static_cast<TimestampTz>(guc_task_retention_s) * USECS_PER_SEC;
+		for (;;) {
+			begin_work();
+			int deleted = retention_batch(cutoff);
+			end_work();
+			if (deleted < kBatch)
+				break;
+		}
+	}
+	proc_exit(0);
+}
