@@ -199,8 +199,11 @@ start_scan(ForeignScanState *node, ScanState *st)
 		ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(jobid));
 		nkeys = 1;
 	}
+	// Iterate runs in per-tuple memory; the scan must outlive it.
+	MemoryContext old = MemoryContextSwitchTo(node->ss.ps.state->es_query_cxt);
 	st->scan = systable_beginscan(st->store.rel, RelationGetRelid(st->store.pkey), nkeys > 0,
 								  node->ss.ps.state->es_snapshot, nkeys, &key);
+	MemoryContextSwitchTo(old);
 	st->started = true;
 	st->empty = false;
 }
@@ -214,7 +217,8 @@ find_live(const ScanState *st, int64 jobid)
 	return hit ? &hit->state : nullptr;
 }
 
-// Stores the lantern.tasks columns of a store row into slot (a heap slot).
+// Stores the lantern.tasks columns of a store row into slot (a heap slot),
+// as a tuple in the current memory context that the slot does not free.
 static void
 store_task_tuple(TupleTableSlot *slot, HeapTuple row, TupleDesc store_desc, const char *status_override)
 {
@@ -226,7 +230,7 @@ store_task_tuple(TupleTableSlot *slot, HeapTuple row, TupleDesc store_desc, cons
 		nulls[Col_status - 1] = false;
 	}
 	HeapTuple out = heap_form_tuple(slot->tts_tupleDescriptor, values, nulls);
-	ExecStoreHeapTuple(out, slot, true);
+	ExecStoreHeapTuple(out, slot, false);
 }
 
 static TupleTableSlot *
