@@ -1,0 +1,122 @@
+# Helpers shared by the TAP tests of lantern_fdw (test/tap/t/*.pl).
+package LanternFdwTest;
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep);
+
+our @EXPORT = qw(
+  lantern_node submit task_row wait_ended wait_sql executor_pid
+  task_backends check_server_log $EXPECTED_RESTART_MESSAGE
+  $JOBID_OF_TASK
+);
+
+# The error message recovery writes for a task that was running when the
+# server restarted (src/maintenance.cpp).
+our $EXPECTED_RESTART_MESSAGE =
+  'ERROR:  the server restarted while the task was running; its work was rolled back';
+
+# SQL for "the jobid of the task running this statement": record_start sets
+# application_name to 'lantern_fdw task <jobid>' in the task's session.
+our $JOBID_OF_TASK =
+  q{substring(current_setting('application_name') from '\d+$')::bigint};
+
+# A started node with lantern_fdw preloaded, the extension created in the
+# database postgres. %opts: conf => extra postgresql.conf lines,
+# allows_streaming => passed to init, no_extension => 1 to skip CREATE EXTENSION.
+sub lantern_node
+{
+	my ($name, %opts) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init(allows_streaming => $opts{allows_streaming} // 0);
+	$node->append_conf('postgresql.conf',
+		"shared_preload_libraries = 'lantern_fdw'\n"
+		  . "log_min_messages = log\n"
+		  . ($opts{conf} // ''));
+	$node->start;
+	$node->safe_psql('postgres', 'CREATE EXTENSION lantern_fdw')
+	  unless $opts{no_extension};
+	return $node;
+}
+
+# Submits a task as the connecting user (or %opts user => role), returns its jobid.
+sub submit
+{
+	my ($node, $db, $query, %opts) = @_;
+	my $q = $query;
+	$q =~ s/'/''/g;
+	my $sql = "SELECT lantern.async_task('$q')";
+	$sql = "SET ROLE $opts{role}; $sql" if $opts{role};
+	my $connstr = $db;
+	$connstr = $node->connstr($db) . " user=$opts{user}" if $opts{user};
+	return $node->safe_psql($connstr, $sql);
+}
+
+# status|error_message|duration IS NOT NULL of one task (as superuser).
+sub task_row
+{
+	my ($node, $db, $jobid) = @_;
+	return $node->safe_psql($db,
+		"SELECT status, duration IS NOT NULL, error_message FROM lantern.tasks WHERE jobid = $jobid"
+	);
+}
+
+# Waits until the task has ended (duration set); returns its status.
+sub wait_ended
+{
+	my ($node, $db, $jobid) = @_;
+	$node->poll_query_until($db,
+		"SELECT duration IS NOT NULL FROM lantern.tasks WHERE jobid = $jobid")
+	  or diag("task $jobid in $db did not end: "
+		  . $node->safe_psql($db, "SELECT * FROM lantern.tasks WHERE jobid = $jobid"));
+	return $node->safe_psql($db,
+		"SELECT status FROM lantern.tasks WHERE jobid = $jobid");
+}
+
+# poll_query_until with a diagnostic name; returns true on success.
+sub wait_sql
+{
+	my ($node, $db, $sql, $expected, $what) = @_;
+	my $ok = $node->poll_query_until($db, $sql, $expected // 't');
+	ok($ok, "wait: $what") if defined $what;
+	return $ok;
+}
+
+# The pid of the executor, '' if it is not running.
+sub executor_pid
+{
+	my ($node) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT coalesce(max(pid), 0) FROM pg_stat_activity WHERE backend_type = 'lantern_fdw executor'"
+	);
+}
+
+# Number of task backends (application_name 'lantern_fdw task N').
+sub task_backends
+{
+	my ($node, $extra) = @_;
+	$extra //= 'true';
+	return $node->safe_psql('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'lantern_fdw task%' AND $extra"
+	);
+}
+
+# The server log shows no crash: no PANIC, no assertion failure, no
+# process terminated by SIGSEGV/SIGABRT/SIGBUS.
+sub check_server_log
+{
+	my ($node) = @_;
+	my $log = slurp_file($node->logfile);
+	my $name = $node->name;
+	my @bad = grep { /PANIC|TRAP:|terminated by signal (?:6|7|11)\b|server process .* was terminated by exception/ }
+	  split /\n/, $log;
+	is(scalar(@bad), 0, "server log of $name has no PANIC, assertion failure or crash")
+	  or diag(join("\n", @bad[0 .. ($#bad < 20 ? $#bad : 19)]));
+}
+
+1;
