@@ -78,3 +78,55 @@ CREATE FUNCTION _lantern_fdw.record_end(jobid bigint, status text, error_message
     AS 'MODULE_PATHNAME', 'lantern_record_end' LANGUAGE C VOLATILE;
 GRANT USAGE ON SCHEMA _lantern_fdw TO PUBLIC;
 REVOKE ALL ON FUNCTION _lantern_fdw.handler(), _lantern_fdw.validator(text[], oid) FROM PUBLIC;
+
+-- Live progress of active tasks.
+CREATE FUNCTION _lantern_fdw.active_tasks(
+    OUT jobid bigint, OUT status text, OUT pid integer, OUT statement integer,
+    OUT statements integer, OUT run_started_at timestamp with time zone)
+    RETURNS SETOF record
+    AS 'MODULE_PATHNAME', 'lantern_active_tasks' LANGUAGE C STRICT VOLATILE;
+
+-- One row per progress-reporting command, with the percent done of its
+-- current phase.
+CREATE VIEW _lantern_fdw.command_progress AS
+SELECT pid, command, phase,
+       round(100.0 * CASE
+           WHEN phase LIKE '%scanning table%' AND blocks_total > 0 THEN blocks_done::numeric / blocks_total
+           WHEN tuples_total > 0 THEN tuples_done::numeric / tuples_total
+           WHEN blocks_total > 0 THEN blocks_done::numeric / blocks_total
+           WHEN lockers_total > 0 THEN lockers_done::numeric / lockers_total
+           WHEN partitions_total > 0 THEN partitions_done::numeric / partitions_total
+       END, 1) AS percent_done
+  FROM pg_catalog.pg_stat_progress_create_index
+UNION ALL
+SELECT pid, 'VACUUM', phase,
+       round(100.0 * CASE
+           WHEN heap_blks_total = 0 THEN NULL
+           WHEN phase = 'vacuuming heap' THEN heap_blks_vacuumed::numeric / heap_blks_total
+           ELSE heap_blks_scanned::numeric / heap_blks_total
+       END, 1)
+  FROM pg_catalog.pg_stat_progress_vacuum
+UNION ALL
+SELECT pid, command, phase,
+       round(100.0 * CASE WHEN heap_blks_total > 0 THEN heap_blks_scanned::numeric / heap_blks_total END, 1)
+  FROM pg_catalog.pg_stat_progress_cluster
+UNION ALL
+SELECT pid, 'ANALYZE', phase,
+       round(100.0 * CASE WHEN sample_blks_total > 0 THEN sample_blks_scanned::numeric / sample_blks_total END, 1)
+  FROM pg_catalog.pg_stat_progress_analyze
+UNION ALL
+SELECT pid, command, type,
+       round(100.0 * CASE WHEN bytes_total > 0 THEN bytes_processed::numeric / bytes_total END, 1)
+  FROM pg_catalog.pg_stat_progress_copy;
+
+CREATE VIEW lantern.task_progress AS
+SELECT b.jobid, t.job_name, t.username, pg_catalog.current_database() AS database, b.status, b.pid,
+       pg_catalog.clock_timestamp() - b.run_started_at AS elapsed,
+       b.statement, b.statements, a.query AS current_statement,
+       a.wait_event_type, a.wait_event, p.command, p.phase, p.percent_done
+  FROM _lantern_fdw.active_tasks() b
+  LEFT JOIN lantern.tasks t ON t.jobid = b.jobid
+  LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = b.pid
+  LEFT JOIN _lantern_fdw.command_progress p ON p.pid = b.pid;
+GRANT SELECT ON lantern.task_progress TO PUBLIC;
+COMMENT ON VIEW lantern.task_progress IS 'Active tasks: statement k of n, wait event, phase and percent done';

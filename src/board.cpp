@@ -206,11 +206,11 @@ board_close_idle_requests()
 }
 
 int
-board_find(Oid dboid, int64 jobid)
+board_find(Oid store_relid, int64 jobid)
 {
 	for (int i = 0; i < the_board->nslots; i++) {
 		const TaskSlot &s = the_board->slots[i];
-		if (s.state != SlotState::Free && s.jobid == jobid && s.dboid == dboid)
+		if (s.state != SlotState::Free && s.jobid == jobid && s.dboid == MyDatabaseId && s.store_relid == store_relid)
 			return i;
 	}
 	return -1;

@@ -137,6 +137,11 @@ class Executor {
 	std::vector<std::pair<pgsocket, uint32>> wanted_sockets() const;
 };
 
+extern "C" {
+static bool lookup_database_name(Oid dboid, char *out);
+static int list_databases(Oid **oids);
+}
+
 // ---- board access --------------------------------------------------------
 
 void
@@ -233,7 +238,6 @@ Executor::start_job(const TaskSlot &slot, SlotRef ref)
 	job->ref = ref;
 	job->jobid = slot.jobid;
 	job->dboid = slot.dboid;
-	job->dbname = NameStr(slot.dbname);
 	job->connect_as = NameStr(slot.connect_as);
 	job->set_role = NameStr(slot.set_role);
 	job->cancel_requested = slot.cancel_requested;
@@ -261,6 +265,15 @@ Executor::start_job(const TaskSlot &slot, SlotRef ref)
 void
 Executor::connect(Job &job)
 {
+	// Looked up now, not at submit time: the database may have been renamed.
+	char dbname[NAMEDATALEN];
+	if (!lookup_database_name(job.dboid, dbname)) {
+		job.outcome = Outcome::Failed;
+		job.error = "ERROR:  the database of the task no longer exists";
+		record_pending(job);
+		return;
+	}
+	job.dbname = dbname;
 	std::vector<const char *> keys, values;
 	std::string host = executor_host();
 	std::string port = std::to_string(PostPortNumber);
@@ -885,6 +898,19 @@ Executor::adopt_orphans()
 }
 
 extern "C" {
+// Plain C, like list_databases below.
+static bool
+lookup_database_name(Oid dboid, char *out)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	char *name = get_database_name(dboid);
+	if (name != nullptr)
+		strlcpy(out, name, NAMEDATALEN);
+	CommitTransactionCommand();
+	return name != nullptr;
+}
+
 // Fills *oids (palloc'd in TopMemoryContext) with the databases that accept
 // connections. Plain C: an error here ends the worker.
 static int

@@ -162,7 +162,7 @@ begin_foreign_scan(ForeignScanState *node, int eflags)
 	LWLockAcquire(board_lock(), LW_SHARED);
 	for (int i = 0; i < board_nslots(); i++) {
 		const TaskSlot *s = board_slot(i);
-		if (s->state != SlotState::Free && s->dboid == MyDatabaseId)
+		if (s->state != SlotState::Free && s->dboid == MyDatabaseId && s->store_relid == RelationGetRelid(st->store.rel))
 			st->live[st->nlive++] = LiveState{s->jobid, s->state};
 	}
 	LWLockRelease(board_lock());
@@ -440,7 +440,7 @@ exec_foreign_delete(EState *, ResultRelInfo *rinfo, TupleTableSlot *slot, TupleT
 	int64 jobid = DatumGetInt64(d);
 
 	LWLockAcquire(board_lock(), LW_SHARED);
-	bool active = board_find(MyDatabaseId, jobid) >= 0;
+	bool active = board_find(RelationGetRelid(st->store.rel), jobid) >= 0;
 	LWLockRelease(board_lock());
 	HeapTuple row = store_fetch(&st->store, jobid, GetLatestSnapshot());
 	if (row == nullptr)

@@ -12,6 +12,7 @@ PG_FUNCTION_INFO_V1(lantern_cancel_all_async_tasks);
 PG_FUNCTION_INFO_V1(lantern_wait_task);
 PG_FUNCTION_INFO_V1(lantern_record_start);
 PG_FUNCTION_INFO_V1(lantern_record_end);
+PG_FUNCTION_INFO_V1(lantern_active_tasks);
 }
 
 namespace lantern {
@@ -38,11 +39,10 @@ check_insert_privilege()
 // The slot of a task that the executor has moved to `step`, for the backend
 // serving that task's connection; errors for anybody else.
 static void
-check_recording_caller(int64 jobid, SlotState step, const char *what)
+check_recording_caller(const Store &store, int64 jobid, SlotState step, const char *what)
 {
-	require_preloaded();
 	LWLockAcquire(board_lock(), LW_SHARED);
-	int index = board_find(MyDatabaseId, jobid);
+	int index = board_find(RelationGetRelid(store.rel), jobid);
 	bool ok = index >= 0 && board_slot(index)->state == step && board_slot(index)->backend_pid == MyProcPid;
 	LWLockRelease(board_lock());
 	if (!ok)
@@ -123,7 +123,7 @@ lantern_wait_task(PG_FUNCTION_ARGS)
 	ConditionVariablePrepareToSleep(board_cv());
 	for (;;) {
 		LWLockAcquire(board_lock(), LW_SHARED);
-		int index = board_find(MyDatabaseId, jobid);
+		int index = board_find(RelationGetRelid(store.rel), jobid);
 		SlotState state = index >= 0 ? board_slot(index)->state : SlotState::Free;
 		int task_pid = index >= 0 ? board_slot(index)->backend_pid : 0;
 		LWLockRelease(board_lock());
@@ -176,9 +176,10 @@ extern "C" Datum
 lantern_record_start(PG_FUNCTION_ARGS)
 {
 	int64 jobid = PG_GETARG_INT64(0);
-	check_recording_caller(jobid, SlotState::Starting, "start");
+	require_preloaded();
 	Store store;
 	store_open(&store, RowExclusiveLock);
+	check_recording_caller(store, jobid, SlotState::Starting, "start");
 	HeapTuple row = store_fetch(&store, jobid, GetLatestSnapshot());
 	if (row == nullptr)
 		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("task %lld does not exist", (long long)jobid)));
@@ -198,8 +199,11 @@ lantern_record_start(PG_FUNCTION_ARGS)
 	ListCell *lc;
 	foreach (lc, stmts) {
 		RawStmt *rs = lfirst_node(RawStmt, lc);
-		int stmt_len = rs->stmt_len > 0 ? rs->stmt_len : len - rs->stmt_location;
-		Datum value = PointerGetDatum(cstring_to_text_with_len(query + rs->stmt_location, stmt_len));
+		int start = rs->stmt_location;
+		int end = rs->stmt_len > 0 ? start + rs->stmt_len : len;
+		while (start < end && isspace(static_cast<unsigned char>(query[start])))
+			start++;
+		Datum value = PointerGetDatum(cstring_to_text_with_len(query + start, end - start));
 		bool null = false;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &null);
 	}
@@ -212,14 +216,15 @@ extern "C" Datum
 lantern_record_end(PG_FUNCTION_ARGS)
 {
 	int64 jobid = PG_GETARG_INT64(0);
-	check_recording_caller(jobid, SlotState::Ending, "end");
+	require_preloaded();
+	Store store;
+	store_open(&store, RowExclusiveLock);
+	check_recording_caller(store, jobid, SlotState::Ending, "end");
 	const char *status = text_arg_or_null(fcinfo, 1);
 	if (status == nullptr ||
 		(strcmp(status, "succeeded") != 0 && strcmp(status, "failed") != 0 && strcmp(status, "canceled") != 0))
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("invalid final status \"%s\"", status ? status : "")));
 	const char *error = text_arg_or_null(fcinfo, 2);
-	Store store;
-	store_open(&store, RowExclusiveLock);
 	HeapTuple row = store_fetch(&store, jobid, GetLatestSnapshot());
 	if (row != nullptr)
 		store_record_end(&store, row, status, error);
@@ -232,4 +237,51 @@ lantern_record_end(PG_FUNCTION_ARGS)
 	appendStringInfoChar(&payload, '}');
 	Async_Notify("lantern_tasks", payload.data);
 	PG_RETURN_VOID();
+}
+
+// The board's view of this database's active tasks that the caller may see:
+// the live part of lantern.task_progress.
+extern "C" Datum
+lantern_active_tasks(PG_FUNCTION_ARGS)
+{
+	require_preloaded();
+	Store store;
+	store_open(&store, AccessShareLock);
+	Oid relid = RelationGetRelid(store.rel);
+	store_close(&store, AccessShareLock);
+
+	int n = 0;
+	TaskSlot *copies = static_cast<TaskSlot *>(palloc(sizeof(TaskSlot) * board_nslots()));
+	LWLockAcquire(board_lock(), LW_SHARED);
+	for (int i = 0; i < board_nslots(); i++) {
+		const TaskSlot *s = board_slot(i);
+		if (s->state != SlotState::Free && s->state != SlotState::Reserved && s->dboid == MyDatabaseId &&
+			s->store_relid == relid)
+			memcpy(&copies[n++], s, sizeof(TaskSlot));
+	}
+	LWLockRelease(board_lock());
+
+	InitMaterializedSRF(fcinfo, 0);
+	ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+	Visibility vis;
+	visibility_init(&vis);
+	for (int i = 0; i < n; i++) {
+		const TaskSlot &s = copies[i];
+		if (!visibility_check(&vis, s.run_as))
+			continue;
+		bool running = s.state == SlotState::Running;
+		Datum values[6];
+		bool nulls[6] = {};
+		values[0] = Int64GetDatum(s.jobid);
+		values[1] = CStringGetTextDatum(slot_state_status(s.state));
+		values[2] = Int32GetDatum(s.backend_pid);
+		nulls[2] = s.backend_pid == 0;
+		values[3] = Int32GetDatum(s.stmt_index);
+		values[4] = Int32GetDatum(s.stmt_count);
+		nulls[3] = nulls[4] = !running;
+		values[5] = TimestampTzGetDatum(s.run_started_at);
+		nulls[5] = !running || s.run_started_at == 0;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum)0;
 }

@@ -44,8 +44,10 @@ struct TaskSlot {
 	Outcome outcome;		  // RecordPending: what to record
 	uint32 generation;		  // bumped each time the slot is taken: detects reuse
 	Oid dboid;
+	Oid store_relid;		  // the store of the extension that queued it
 	int64 jobid;
 	Oid run_as;				  // role the task runs as (username)
+	Oid login_role;			  // session user of the submitter
 	TransactionId owner_xid;  // Reserved/Canceling: the owning transaction
 	int owner_pid;			  // Reserved/Canceling: the owning backend
 	int backend_pid;		  // Starting/Running/Ending: the task connection's backend
@@ -54,7 +56,6 @@ struct TaskSlot {
 	TimestampTz run_started_at;
 	int stmt_index;	 // 1-based statement being run
 	int stmt_count;
-	NameData dbname;
 	NameData connect_as; // login role of the task connection
 	NameData set_role;	 // role to SET ROLE to after connecting ("" = none)
 	char message[kMessageLen]; // RecordPending: error_message to record
@@ -85,8 +86,9 @@ void board_put_back_recovery_request();
 void board_request_close_idle();
 uint32 board_close_idle_requests();
 
-// Finds the slot of (db, jobid); caller holds the lock. -1 if none.
-int board_find(Oid dboid, int64 jobid);
+// Finds the slot of a task of the current database's store; caller holds
+// the lock. -1 if none.
+int board_find(Oid store_relid, int64 jobid);
 
 // Submitting: returns the slot index or -1 when the board is full.
 int board_reserve(const TaskSlot &init);
@@ -151,6 +153,8 @@ struct Visibility {
 void visibility_init(Visibility *v);
 bool visibility_check(const Visibility *v, Oid run_as);
 void xact_register_callbacks();
+// At commit, the tasks of a dropped store leave the board (queued ones never run).
+void forget_store_at_commit(Oid store_relid);
 void note_pending_cancel(int index, uint32 generation, SlotState prior);
 bool requeue_task(Store *store, HeapTuple row);
 

@@ -121,16 +121,72 @@ needs_database_alone(Node *stmt)
 	}
 }
 
+// A role that active tasks run as (or log in as) cannot be dropped.
+static void
+check_roles_have_no_active_tasks(DropRoleStmt *stmt)
+{
+	ListCell *lc;
+	foreach (lc, stmt->roles) {
+		RoleSpec *rs = lfirst_node(RoleSpec, lc);
+		if (rs->roletype != ROLESPEC_CSTRING)
+			continue;
+		Oid role = get_role_oid(rs->rolename, true);
+		if (!OidIsValid(role))
+			continue;
+		int active = 0;
+		LWLockAcquire(board_lock(), LW_SHARED);
+		for (int i = 0; i < board_nslots(); i++) {
+			const TaskSlot *s = board_slot(i);
+			if (s->state != SlotState::Free && (s->run_as == role || s->login_role == role))
+				active++;
+		}
+		LWLockRelease(board_lock());
+		if (active > 0)
+			ereport(ERROR, (errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+							errmsg("role \"%s\" cannot be dropped because it has active lantern_fdw tasks", rs->rolename),
+							errdetail_plural("%d task is queued or running.", "%d tasks are queued or running.", active,
+											 active),
+							errhint("Cancel them with lantern.cancel_task() or wait for them to end.")));
+	}
+}
+
+// The store of this database's lantern_fdw if stmt drops the extension.
+static Oid
+store_dropped_by(Node *stmt)
+{
+	if (!IsA(stmt, DropStmt))
+		return InvalidOid;
+	DropStmt *drop = reinterpret_cast<DropStmt *>(stmt);
+	if (drop->removeType != OBJECT_EXTENSION)
+		return InvalidOid;
+	ListCell *lc;
+	foreach (lc, drop->objects)
+		if (strcmp(strVal(lfirst(lc)), "lantern_fdw") == 0) {
+			Oid nsp = store_namespace(true);
+			return OidIsValid(nsp) ? get_relname_relid("task_log", nsp) : InvalidOid;
+		}
+	return InvalidOid;
+}
+
 static void
 process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree, ProcessUtilityContext context,
 				ParamListInfo params, QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
 {
-	if (board_attached() && needs_database_alone(pstmt->utilityStmt))
-		board_request_close_idle();
+	Node *stmt = pstmt->utilityStmt;
+	Oid dropped_store = InvalidOid;
+	if (board_attached()) {
+		if (needs_database_alone(stmt))
+			board_request_close_idle();
+		if (IsA(stmt, DropRoleStmt))
+			check_roles_have_no_active_tasks(reinterpret_cast<DropRoleStmt *>(stmt));
+		dropped_store = store_dropped_by(stmt);
+	}
 	if (prev_process_utility_hook)
 		prev_process_utility_hook(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
 	else
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+	if (OidIsValid(dropped_store))
+		forget_store_at_commit(dropped_store);
 }
 
 } // namespace lantern

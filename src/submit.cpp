@@ -22,6 +22,8 @@ static Pending *pending = nullptr; // in TopMemoryContext
 static int npending = 0;
 static int pending_capacity = 0;
 static bool callbacks_registered = false;
+static Oid forget_store = InvalidOid; // DROP EXTENSION in this transaction
+static SubTransactionId forget_store_subid;
 
 // Makes room for one more entry, so that recording it after a slot was taken
 // cannot fail.
@@ -75,9 +77,44 @@ undo_pending_from(int from)
 	return freed;
 }
 
+// Takes the tasks of a dropped store off the board: queued ones are freed,
+// running ones canceled (their recording then fails and frees them).
+static void
+forget_dropped_store()
+{
+	LWLockAcquire(board_lock(), LW_EXCLUSIVE);
+	for (int i = 0; i < board_nslots(); i++) {
+		TaskSlot *s = board_slot(i);
+		if (s->state == SlotState::Free || s->dboid != MyDatabaseId || s->store_relid != forget_store)
+			continue;
+		if (s->state == SlotState::Queued)
+			s->state = SlotState::Free;
+		else
+			s->cancel_requested = true;
+	}
+	LWLockRelease(board_lock());
+	forget_store = InvalidOid;
+	board_wake_executor();
+	ConditionVariableBroadcast(board_cv());
+}
+
+void
+forget_store_at_commit(Oid store_relid)
+{
+	xact_register_callbacks();
+	forget_store = store_relid;
+	forget_store_subid = GetCurrentSubTransactionId();
+}
+
 static void
 xact_callback(XactEvent event, void *)
 {
+	if (OidIsValid(forget_store)) {
+		if (event == XACT_EVENT_COMMIT)
+			forget_dropped_store();
+		else if (event == XACT_EVENT_ABORT)
+			forget_store = InvalidOid;
+	}
 	if (npending == 0)
 		return;
 	switch (event) {
@@ -131,6 +168,12 @@ xact_callback(XactEvent event, void *)
 static void
 subxact_callback(SubXactEvent event, SubTransactionId mySubid, SubTransactionId parentSubid, void *)
 {
+	if (OidIsValid(forget_store) && forget_store_subid == mySubid) {
+		if (event == SUBXACT_EVENT_COMMIT_SUB)
+			forget_store_subid = parentSubid;
+		else if (event == SUBXACT_EVENT_ABORT_SUB)
+			forget_store = InvalidOid;
+	}
 	if (npending == 0)
 		return;
 	if (event == SUBXACT_EVENT_COMMIT_SUB) {
@@ -202,15 +245,6 @@ is_blank(const char *s)
 	return true;
 }
 
-static const char *
-current_database_name()
-{
-	static char *name = nullptr;
-	if (name == nullptr)
-		name = MemoryContextStrdup(TopMemoryContext, get_database_name(MyDatabaseId));
-	return name;
-}
-
 static bool
 role_can_login(Oid roleid)
 {
@@ -220,6 +254,39 @@ role_can_login(Oid roleid)
 	bool canlogin = reinterpret_cast<Form_pg_authid>(GETSTRUCT(tup))->rolcanlogin;
 	ReleaseSysCache(tup);
 	return canlogin;
+}
+
+// Reserves a board slot for a task of this database, owned by the current
+// transaction; false when the board is full. The executor logs in as run_as
+// where it may, else as login_role followed by SET ROLE run_as.
+static bool
+reserve_slot(Store *store, int64 jobid, Oid run_as, Oid login_role, TimestampTz submitted_at)
+{
+	TaskSlot init = {};
+	init.dboid = MyDatabaseId;
+	init.store_relid = RelationGetRelid(store->rel);
+	init.jobid = jobid;
+	init.run_as = run_as;
+	init.login_role = login_role;
+	init.owner_pid = MyProcPid;
+	init.submitted_at = submitted_at;
+	const char *run_as_name = GetUserNameFromId(run_as, false);
+	if (role_can_login(run_as)) {
+		namestrcpy(&init.connect_as, run_as_name);
+	} else {
+		namestrcpy(&init.connect_as, GetUserNameFromId(login_role, false));
+		namestrcpy(&init.set_role, run_as_name);
+	}
+	xact_register_callbacks();
+	pending_reserve_one();
+	int index = board_reserve(init);
+	if (index < 0)
+		return false;
+	LWLockAcquire(board_lock(), LW_SHARED);
+	uint32 generation = board_slot(index)->generation;
+	LWLockRelease(board_lock());
+	pending_add(PendingKind::Submit, index, generation, SlotState::Reserved);
+	return true;
 }
 
 static Oid
@@ -261,45 +328,25 @@ submit_task(Store *store, const NewTask &task, TimestampTz *started_at_out, cons
 						errmsg("permission denied to submit a task as role \"%s\"", username),
 						errdetail("Only roles that could SET ROLE to \"%s\" may submit tasks that run as it.", username)));
 
-	TaskSlot init = {};
-	init.dboid = MyDatabaseId;
-	init.run_as = run_as;
-	init.owner_pid = MyProcPid;
-	init.submitted_at = task.has_started_at ? task.started_at : GetCurrentTransactionStartTimestamp();
-	namestrcpy(&init.dbname, current_database_name());
-	if (role_can_login(run_as)) {
-		namestrcpy(&init.connect_as, username);
-	} else {
-		// A group role reached by SET ROLE: log in as the submitter, then SET ROLE.
-		namestrcpy(&init.connect_as, GetUserNameFromId(GetSessionUserId(), false));
-		namestrcpy(&init.set_role, username);
-	}
-	init.jobid = task.has_jobid ? task.jobid : nextval_internal(sequence_oid(), true);
-	if (init.jobid <= 0)
+	int64 jobid = task.has_jobid ? task.jobid : nextval_internal(sequence_oid(), true);
+	if (jobid <= 0)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("jobid must be positive")));
-
-	xact_register_callbacks();
-	pending_reserve_one();
-	int index = board_reserve(init);
-	if (index < 0)
+	TimestampTz submitted_at = task.has_started_at ? task.started_at : GetCurrentTransactionStartTimestamp();
+	if (!reserve_slot(store, jobid, run_as, GetSessionUserId(), submitted_at))
 		ereport(ERROR, (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED), errmsg("too many lantern_fdw tasks"),
 						errdetail("All %d task slots are taken by reserved, queued or running tasks.", board_nslots()),
 						errhint("Wait for tasks to end, or raise lantern_fdw.max_tasks (needs a server restart).")));
-	LWLockAcquire(board_lock(), LW_SHARED);
-	uint32 generation = board_slot(index)->generation;
-	LWLockRelease(board_lock());
-	pending_add(PendingKind::Submit, index, generation, SlotState::Reserved);
 
 	Datum values[Store_natts] = {};
 	bool nulls[Store_natts] = {};
-	values[Col_jobid - 1] = Int64GetDatum(init.jobid);
+	values[Col_jobid - 1] = Int64GetDatum(jobid);
 	values[Col_query - 1] = CStringGetTextDatum(task.query);
 	nulls[Col_pg_cron_job_name - 1] = true;
 	if (task.job_name != nullptr)
 		values[Col_job_name - 1] = CStringGetTextDatum(task.job_name);
 	nulls[Col_job_name - 1] = (task.job_name == nullptr);
 	values[Col_username - 1] = CStringGetTextDatum(username);
-	values[Col_started_at - 1] = TimestampTzGetDatum(init.submitted_at);
+	values[Col_started_at - 1] = TimestampTzGetDatum(submitted_at);
 	nulls[Col_duration - 1] = true;
 	values[Col_status - 1] = CStringGetTextDatum("queued");
 	nulls[Col_error_message - 1] = true;
@@ -311,10 +358,10 @@ submit_task(Store *store, const NewTask &task, TimestampTz *started_at_out, cons
 	heap_freetuple(tup);
 
 	if (started_at_out != nullptr)
-		*started_at_out = init.submitted_at;
+		*started_at_out = submitted_at;
 	if (username_out != nullptr)
 		*username_out = username;
-	return init.jobid;
+	return jobid;
 }
 
 // ---------------------------------------------------------------------------
@@ -396,7 +443,7 @@ cancel_task_internal(int64 jobid, bool quiet)
 		TransactionId wait_for = InvalidTransactionId;
 		bool write_row = false;
 		LWLockAcquire(board_lock(), LW_EXCLUSIVE);
-		int index = board_find(MyDatabaseId, jobid);
+		int index = board_find(RelationGetRelid(store.rel), jobid);
 		TaskSlot *s = index >= 0 ? board_slot(index) : nullptr;
 		if (s == nullptr) {
 			// Not on the board: a row left by an earlier server life that recovery
@@ -453,34 +500,13 @@ requeue_task(Store *store, HeapTuple row)
 	int64 jobid = DatumGetInt64(heap_getattr(row, Col_jobid, desc, &isnull));
 	Oid run_as = DatumGetObjectId(heap_getattr(row, Col_run_as, desc, &isnull));
 	Oid login = DatumGetObjectId(heap_getattr(row, Col_login_role, desc, &isnull));
-	const char *run_as_name = GetUserNameFromId(run_as, true);
-	const char *login_name = GetUserNameFromId(login, true);
-	if (run_as_name == nullptr || (!role_can_login(run_as) && login_name == nullptr)) {
+	if (GetUserNameFromId(run_as, true) == nullptr || (!role_can_login(run_as) && GetUserNameFromId(login, true) == nullptr)) {
 		store_record_end(store, row, "failed", "ERROR:  the role of the task no longer exists");
 		return true;
 	}
-	TaskSlot init = {};
-	init.dboid = MyDatabaseId;
-	init.jobid = jobid;
-	init.run_as = run_as;
-	init.owner_pid = MyProcPid;
-	init.submitted_at = DatumGetTimestampTz(heap_getattr(row, Col_started_at, desc, &isnull));
-	namestrcpy(&init.dbname, current_database_name());
-	if (role_can_login(run_as)) {
-		namestrcpy(&init.connect_as, run_as_name);
-	} else {
-		namestrcpy(&init.connect_as, login_name);
-		namestrcpy(&init.set_role, run_as_name);
-	}
-	xact_register_callbacks();
-	pending_reserve_one();
-	int index = board_reserve(init);
-	if (index < 0)
+	TimestampTz submitted_at = DatumGetTimestampTz(heap_getattr(row, Col_started_at, desc, &isnull));
+	if (!reserve_slot(store, jobid, run_as, login, submitted_at))
 		return false;
-	LWLockAcquire(board_lock(), LW_SHARED);
-	uint32 generation = board_slot(index)->generation;
-	LWLockRelease(board_lock());
-	pending_add(PendingKind::Submit, index, generation, SlotState::Reserved);
 
 	Datum values[Store_natts] = {};
 	bool nulls[Store_natts] = {};
