@@ -46,7 +46,10 @@ struct ResultDeleter {
 };
 using ResultPtr = std::unique_ptr<PGresult, ResultDeleter>;
 
+uint64 next_connection_id = 1;
+
 struct Connection {
+	uint64 id = next_connection_id++; // a socket number can be reused; this cannot
 	ConnPtr pg;
 	Oid dboid = InvalidOid;
 	std::string user;
@@ -102,7 +105,12 @@ class Executor {
 	std::vector<std::unique_ptr<Job>> jobs_;
 	std::vector<std::unique_ptr<Connection>> idle_;
 	WaitEventSet *wait_set_ = nullptr;
-	std::vector<std::pair<pgsocket, uint32>> wait_sockets_; // as registered, after latch + postmaster
+	struct WaitSocket {
+		pgsocket fd;
+		uint64 connection_id;
+		uint32 events;
+	};
+	std::vector<WaitSocket> wait_sockets_; // as registered, after latch + postmaster
 	uint32 close_idle_seen_ = 0;
 
 	// Maintenance workers, by database.
@@ -134,7 +142,7 @@ class Executor {
 	void manage_maintenance(TimestampTz now);
 	long wait_timeout(TimestampTz now) const;
 	void wait(long timeout_ms);
-	std::vector<std::pair<pgsocket, uint32>> wanted_sockets() const;
+	std::vector<WaitSocket> wanted_sockets() const;
 };
 
 extern "C" {
@@ -776,10 +784,10 @@ Executor::manage_maintenance(TimestampTz now)
 
 // ---- waiting ---------------------------------------------------------------
 
-std::vector<std::pair<pgsocket, uint32>>
+std::vector<Executor::WaitSocket>
 Executor::wanted_sockets() const
 {
-	std::vector<std::pair<pgsocket, uint32>> out;
+	std::vector<WaitSocket> out;
 	for (auto &job : jobs_) {
 		if (!job->conn || !job->conn->pg || job->step == Step::Done)
 			continue;
@@ -791,12 +799,12 @@ Executor::wanted_sockets() const
 			events = job->connect_poll == PGRES_POLLING_READING ? WL_SOCKET_READABLE : WL_SOCKET_WRITEABLE;
 		else
 			events = WL_SOCKET_READABLE | (job->want_write ? WL_SOCKET_WRITEABLE : 0);
-		out.emplace_back(fd, events);
+		out.push_back(WaitSocket{fd, job->conn->id, events});
 	}
 	for (auto &c : idle_) {
 		pgsocket fd = PQsocket(c->pg.get());
 		if (fd != PGINVALID_SOCKET)
-			out.emplace_back(fd, WL_SOCKET_READABLE);
+			out.push_back(WaitSocket{fd, c->id, WL_SOCKET_READABLE});
 	}
 	return out;
 }
@@ -829,21 +837,25 @@ void
 Executor::wait(long timeout_ms)
 {
 	auto wanted = wanted_sockets();
-	bool same_fds = wait_set_ != nullptr && wanted.size() == wait_sockets_.size();
-	for (size_t i = 0; same_fds && i < wanted.size(); i++)
-		same_fds = wanted[i].first == wait_sockets_[i].first;
-	if (!same_fds) {
+	// Keep the set while it watches the same sockets; a connection attempt
+	// may close and reopen its socket, so rebuild while one is under way.
+	bool same = wait_set_ != nullptr && wanted.size() == wait_sockets_.size();
+	for (auto &job : jobs_)
+		same = same && job->step != Step::Connecting;
+	for (size_t i = 0; same && i < wanted.size(); i++)
+		same = wanted[i].fd == wait_sockets_[i].fd && wanted[i].connection_id == wait_sockets_[i].connection_id;
+	if (!same) {
 		if (wait_set_ != nullptr)
 			FreeWaitEventSet(wait_set_);
 		wait_set_ = CreateWaitEventSet(TopMemoryContext, 2 + static_cast<int>(wanted.size()));
 		AddWaitEventToSet(wait_set_, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, nullptr);
 		AddWaitEventToSet(wait_set_, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, nullptr, nullptr);
 		for (auto &w : wanted)
-			AddWaitEventToSet(wait_set_, w.second, w.first, nullptr, nullptr);
+			AddWaitEventToSet(wait_set_, w.events, w.fd, nullptr, nullptr);
 	} else {
 		for (size_t i = 0; i < wanted.size(); i++)
-			if (wanted[i].second != wait_sockets_[i].second)
-				ModifyWaitEvent(wait_set_, static_cast<int>(i) + 2, wanted[i].second, nullptr);
+			if (wanted[i].events != wait_sockets_[i].events)
+				ModifyWaitEvent(wait_set_, static_cast<int>(i) + 2, wanted[i].events, nullptr);
 	}
 	wait_sockets_ = wanted;
 
@@ -1000,6 +1012,7 @@ lantern_executor_main(Datum)
 {
 	pqsignal(SIGTERM, die);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGINT, SIG_IGN); // nothing to cancel: it runs no statement itself
 	BackgroundWorkerUnblockSignals();
 	// Connected to no database: shared catalogs only (to list databases), and
 	// a row in pg_stat_activity.
