@@ -117,13 +117,15 @@ lantern_wait_task(PG_FUNCTION_ARGS)
 	if (row == nullptr ||
 		!visibility_check(&vis, DatumGetObjectId(heap_getattr(row, Col_run_as, RelationGetDescr(store.rel), &isnull))))
 		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("task %lld does not exist", (long long)jobid)));
+	Oid store_relid = RelationGetRelid(store.rel);
+	store_close(&store, AccessShareLock); // hold no lock while sleeping
 
 	TimestampTz start = GetCurrentTimestamp();
 	const char *live_status = nullptr;
 	ConditionVariablePrepareToSleep(board_cv());
 	for (;;) {
 		LWLockAcquire(board_lock(), LW_SHARED);
-		int index = board_find(RelationGetRelid(store.rel), jobid);
+		int index = board_find(store_relid, jobid);
 		SlotState state = index >= 0 ? board_slot(index)->state : SlotState::Free;
 		int task_pid = index >= 0 ? board_slot(index)->backend_pid : 0;
 		LWLockRelease(board_lock());
@@ -160,11 +162,12 @@ lantern_wait_task(PG_FUNCTION_ARGS)
 
 	if (live_status == nullptr) {
 		// Ended: its outcome is committed; read it with a fresh snapshot.
+		store_open(&store, AccessShareLock);
 		HeapTuple now_row = store_fetch(&store, jobid, GetLatestSnapshot());
 		Datum d = now_row ? heap_getattr(now_row, Col_status, RelationGetDescr(store.rel), &isnull) : (Datum)0;
 		live_status = (now_row == nullptr || isnull) ? nullptr : TextDatumGetCString(d);
+		store_close(&store, AccessShareLock);
 	}
-	store_close(&store, AccessShareLock);
 	if (live_status == nullptr)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(cstring_to_text(live_status));

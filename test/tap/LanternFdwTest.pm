@@ -52,9 +52,8 @@ sub submit
 	$q =~ s/'/''/g;
 	my $sql = "SELECT lantern.async_task('$q')";
 	$sql = "SET ROLE $opts{role}; $sql" if $opts{role};
-	my $connstr = $db;
-	$connstr = $node->connstr($db) . " user=$opts{user}" if $opts{user};
-	return $node->safe_psql($connstr, $sql);
+	my @extra = $opts{user} ? (extra_params => [ '-U', $opts{user} ]) : ();
+	return $node->safe_psql($db, $sql, @extra);
 }
 
 # status|error_message|duration IS NOT NULL of one task (as superuser).
