@@ -1,11 +1,12 @@
 // The executor: one background worker that runs queued tasks over libpq
 // loopback connections, waiting on its latch and every socket in one
 // WaitEventSet. It runs outside any transaction; its state is owned with RAII
-// and its failures are values. The few PostgreSQL calls here that could raise
-// an ERROR would end the process (a background worker without an error
-// handler turns ERROR into FATAL), never unwind through these frames.
+// and a task's failures are values. PostgreSQL calls that may raise an ERROR
+// run inside pg_guarded(), which turns the ERROR into a C++ exception; the
+// executor then exits and is restarted.
 #include "pg.hpp"
 #include "lantern.hpp"
+#include "guard.hpp"
 
 #include "libpq-fe.h"
 
@@ -275,7 +276,10 @@ Executor::connect(Job &job)
 {
 	// Looked up now, not at submit time: the database may have been renamed.
 	char dbname[NAMEDATALEN];
-	if (!lookup_database_name(job.dboid, dbname)) {
+	bool found = false;
+	Oid dboid = job.dboid;
+	pg_guarded([&] { found = lookup_database_name(dboid, dbname); });
+	if (!found) {
 		job.outcome = Outcome::Failed;
 		job.error = "ERROR:  the database of the task no longer exists";
 		record_pending(job);
@@ -844,23 +848,28 @@ Executor::wait(long timeout_ms)
 		same = same && job->step != Step::Connecting;
 	for (size_t i = 0; same && i < wanted.size(); i++)
 		same = wanted[i].fd == wait_sockets_[i].fd && wanted[i].connection_id == wait_sockets_[i].connection_id;
-	if (!same) {
-		if (wait_set_ != nullptr)
-			FreeWaitEventSet(wait_set_);
-		wait_set_ = CreateWaitEventSet(TopMemoryContext, 2 + static_cast<int>(wanted.size()));
-		AddWaitEventToSet(wait_set_, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, nullptr);
-		AddWaitEventToSet(wait_set_, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, nullptr, nullptr);
-		for (auto &w : wanted)
-			AddWaitEventToSet(wait_set_, w.events, w.fd, nullptr, nullptr);
-	} else {
-		for (size_t i = 0; i < wanted.size(); i++)
-			if (wanted[i].events != wait_sockets_[i].events)
-				ModifyWaitEvent(wait_set_, static_cast<int>(i) + 2, wanted[i].events, nullptr);
-	}
-	wait_sockets_ = wanted;
-
 	WaitEvent events[64];
-	int n = WaitEventSetWait(wait_set_, timeout_ms, events, lengthof(events), PG_WAIT_EXTENSION);
+	int n = 0;
+	WaitSocket *sockets = wanted.data();
+	int nsockets = static_cast<int>(wanted.size());
+	pg_guarded([&] {
+		if (!same) {
+			if (wait_set_ != nullptr)
+				FreeWaitEventSet(wait_set_);
+			wait_set_ = nullptr;
+			wait_set_ = CreateWaitEventSet(TopMemoryContext, 2 + nsockets);
+			AddWaitEventToSet(wait_set_, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, nullptr);
+			AddWaitEventToSet(wait_set_, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, nullptr, nullptr);
+			for (int i = 0; i < nsockets; i++)
+				AddWaitEventToSet(wait_set_, sockets[i].events, sockets[i].fd, nullptr, nullptr);
+		} else {
+			for (int i = 0; i < nsockets; i++)
+				if (sockets[i].events != wait_sockets_[i].events)
+					ModifyWaitEvent(wait_set_, i + 2, sockets[i].events, nullptr);
+		}
+		n = WaitEventSetWait(wait_set_, timeout_ms, events, lengthof(events), PG_WAIT_EXTENSION);
+	});
+	wait_sockets_ = wanted;
 	for (int i = 0; i < n; i++) {
 		if (events[i].events & WL_LATCH_SET)
 			ResetLatch(MyLatch);
@@ -958,7 +967,8 @@ Executor::run()
 	board_set_executor(MyLatch, MyProcPid);
 	adopt_orphans();
 	Oid *oids = nullptr;
-	int n = list_databases(&oids);
+	int n = 0;
+	pg_guarded([&] { n = list_databases(&oids); });
 	for (int i = 0; i < n; i++)
 		known_dbs_.insert(oids[i]);
 	if (board_take_recovery_request())
@@ -1017,11 +1027,14 @@ lantern_executor_main(Datum)
 	// Connected to no database: shared catalogs only (to list databases), and
 	// a row in pg_stat_activity.
 	BackgroundWorkerInitializeConnection(nullptr, nullptr, 0);
+	std::string failure;
 	try {
 		lantern::Executor executor;
 		executor.run();
 	} catch (const std::exception &e) {
-		elog(LOG, "lantern_fdw executor: %s", e.what());
+		failure = e.what();
 	}
+	// Every C++ frame is gone: now it may report and exit.
+	ereport(LOG, (errmsg("lantern_fdw executor stopping after an error: %s", failure.c_str())));
 	proc_exit(1);
 }
