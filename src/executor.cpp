@@ -22,7 +22,7 @@ namespace {
 
 constexpr long kConnectTimeoutMs = 10000;
 constexpr long kMaintenanceRetryMs = 1000;
-constexpr long kRetentionIntervalMs = 60000;
+constexpr long kMaxRetentionIntervalMs = 60000;
 constexpr int kMaxRecordAttempts = 2;
 constexpr int kMaxMaintenanceAttempts = 5;
 
@@ -779,7 +779,9 @@ Executor::manage_maintenance(TimestampTz now)
 
 	// Retention, now and then.
 	if (guc_task_retention_s > 0 && now >= next_retention_at_) {
-		next_retention_at_ = TimestampTzPlusMilliseconds(now, kRetentionIntervalMs);
+		// Look every half retention period, at most once a minute.
+		long interval_ms = std::clamp<long>(guc_task_retention_s * 500L, 1000, kMaxRetentionIntervalMs);
+		next_retention_at_ = TimestampTzPlusMilliseconds(now, interval_ms);
 		for (Oid db : known_dbs_)
 			if (!start(db, false))
 				return;
@@ -982,6 +984,7 @@ Executor::run()
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 			idle_.clear(); // connection settings may have changed
+			next_retention_at_ = 0; // apply a new retention at once
 		}
 		apply_cancels();
 		dispatch();
