@@ -982,7 +982,7 @@ Executor::run()
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending) {
 			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
+			pg_guarded([] { ProcessConfigFile(PGC_SIGHUP); });
 			idle_.clear(); // connection settings may have changed
 			next_retention_at_ = 0; // apply a new retention at once
 		}
