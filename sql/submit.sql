@@ -107,9 +107,7 @@ RESET ROLE;
 SELECT jobid AS j1 FROM lantern.tasks WHERE query = 'SELECT 12' \gset
 SELECT jobid AS j2 FROM lantern.tasks WHERE query = 'SELECT 13' \gset
 SELECT jobid AS j3 FROM lantern.tasks WHERE query = 'SELECT 11' \gset
-CALL wait_for(:j1);
-CALL wait_for(:j2);
-CALL wait_for(:j3);
+SELECT lantern.wait_task(:j1, '60s'), lantern.wait_task(:j2, '60s'), lantern.wait_task(:j3, '60s');
 SELECT query, CASE WHEN username = current_user THEN '(me)' ELSE username END AS username, status, error_message
   FROM lantern.tasks WHERE jobid IN (:j1, :j2, :j3) ORDER BY jobid;
 
@@ -117,9 +115,10 @@ SELECT query, CASE WHEN username = current_user THEN '(me)' ELSE username END AS
 INSERT INTO lantern.tasks (query, username) VALUES ('SELECT 14', 'regress_submit_other')
   RETURNING query, username, status;
 SELECT jobid AS j4 FROM lantern.tasks WHERE query = 'SELECT 14' \gset
-CALL wait_for(:j4);
+SELECT lantern.wait_task(:j4, '60s');
 SELECT query, username, status, error_message FROM lantern.tasks WHERE jobid = :j4;
 
--- No task of this file is left active.
+-- No task of this file is left active (wait_task returns once a task has left
+-- the board; then its roles may be dropped).
 SELECT count(*) AS active FROM lantern.tasks WHERE duration IS NULL;
 DROP ROLE regress_submitter, regress_submit_other, regress_submit_group, regress_submit_super;
