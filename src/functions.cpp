@@ -110,6 +110,17 @@ lantern_wait_task(PG_FUNCTION_ARGS)
 	}
 	Store store;
 	store_open(&store, AccessShareLock);
+	Oid store_relid = RelationGetRelid(store.rel);
+	LWLockAcquire(board_lock(), LW_SHARED);
+	int own_index = board_find(store_relid, jobid);
+	bool own_uncommitted = own_index >= 0 && board_slot(own_index)->state == SlotState::Reserved &&
+						   board_slot(own_index)->owner_pid == MyProcPid;
+	LWLockRelease(board_lock());
+	if (own_uncommitted)
+		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						errmsg("cannot wait for task %lld in the transaction that submitted it", (long long)jobid),
+						errdetail("The task runs only after this transaction commits."),
+						errhint("Commit first, then call lantern.wait_task.")));
 	HeapTuple row = store_fetch(&store, jobid, GetActiveSnapshot());
 	bool isnull;
 	Visibility vis;
@@ -117,7 +128,6 @@ lantern_wait_task(PG_FUNCTION_ARGS)
 	if (row == nullptr ||
 		!visibility_check(&vis, DatumGetObjectId(heap_getattr(row, Col_run_as, RelationGetDescr(store.rel), &isnull))))
 		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("task %lld does not exist", (long long)jobid)));
-	Oid store_relid = RelationGetRelid(store.rel);
 	store_close(&store, AccessShareLock); // hold no lock while sleeping
 
 	TimestampTz start = GetCurrentTimestamp();
