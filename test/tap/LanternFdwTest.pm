@@ -12,7 +12,7 @@ use Time::HiRes qw(usleep);
 
 our @EXPORT = qw(
   lantern_node submit task_row wait_ended wait_sql executor_pid
-  task_backends check_server_log $EXPECTED_RESTART_MESSAGE
+  task_backends check_server_log poll_for $EXPECTED_RESTART_MESSAGE
   $JOBID_OF_TASK
 );
 
@@ -36,7 +36,6 @@ sub lantern_node
 	$node->init(allows_streaming => $opts{allows_streaming} // 0);
 	$node->append_conf('postgresql.conf',
 		"shared_preload_libraries = 'lantern_fdw'\n"
-		  . "log_min_messages = log\n"
 		  . ($opts{conf} // ''));
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION lantern_fdw')
@@ -84,6 +83,25 @@ sub wait_sql
 	my $ok = $node->poll_query_until($db, $sql, $expected // 't');
 	ok($ok, "wait: $what") if defined $what;
 	return $ok;
+}
+
+# Like poll_query_until, but gives up after $seconds (for waits that a bug
+# could make endless: the test then fails in bounded time). True on success.
+sub poll_for
+{
+	my ($node, $db, $sql, $expected, $seconds) = @_;
+	my $deadline = Time::HiRes::time() + $seconds;
+	my $out = '';
+	while (Time::HiRes::time() < $deadline)
+	{
+		my ($stdout, $stderr);
+		$node->psql($db, $sql, stdout => \$stdout, stderr => \$stderr);
+		$out = $stdout // '';
+		return 1 if $out eq $expected;
+		usleep(100_000);
+	}
+	diag("gave up after $seconds s waiting for '$expected' from: $sql\nlast output: $out");
+	return 0;
 }
 
 # The pid of the executor, '' if it is not running.
