@@ -423,6 +423,8 @@ Executor::poll_job(Job &job)
 		connection_failed(job, PQerrorMessage(pg));
 		return;
 	}
+	while (PGnotify *n = PQnotifies(pg)) // a task that LISTENs: drop what it hears
+		PQfreemem(n);
 	while (job.in_flight) {
 		if (job.copy_out) {
 			char *buf = nullptr;
