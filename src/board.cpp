@@ -13,7 +13,7 @@ struct Board {
 	int executor_pid;
 	uint64 board_id;	 // differs between board lifetimes (server starts)
 	uint64 next_queue_seq;
-	bool recovery_requested; // set at creation; taken by the executor once
+	bool recovery_needed; // until the executor has had every database recovered
 	uint32 close_idle_requests; // bumped to make the executor close idle connections
 	int next_free_hint;
 	int nslots;
@@ -93,7 +93,7 @@ board_shmem_startup()
 		ConditionVariableInit(&the_board->task_ended);
 		the_board->board_id = static_cast<uint64>(GetCurrentTimestamp()) ^ (static_cast<uint64>(getpid()) << 48);
 		the_board->next_queue_seq = 1;
-		the_board->recovery_requested = true;
+		the_board->recovery_needed = true;
 		the_board->nslots = guc_max_tasks;
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -170,20 +170,19 @@ board_executor_pid()
 }
 
 bool
-board_take_recovery_request()
+board_recovery_needed()
 {
-	LWLockAcquire(the_board->lock, LW_EXCLUSIVE);
-	bool requested = the_board->recovery_requested;
-	the_board->recovery_requested = false;
+	LWLockAcquire(the_board->lock, LW_SHARED);
+	bool needed = the_board->recovery_needed;
 	LWLockRelease(the_board->lock);
-	return requested;
+	return needed;
 }
 
 void
-board_put_back_recovery_request()
+board_recovery_done()
 {
 	LWLockAcquire(the_board->lock, LW_EXCLUSIVE);
-	the_board->recovery_requested = true;
+	the_board->recovery_needed = false;
 	LWLockRelease(the_board->lock);
 }
 

@@ -118,6 +118,8 @@ class Executor {
 	std::map<Oid, BackgroundWorkerHandle *> maintenance_;
 	std::map<Oid, int> maintenance_attempts_;
 	std::vector<Oid> to_recover_;
+	Oid recovering_db_ = InvalidOid; // its recovery worker runs
+	bool recovering_ = false;
 	std::set<Oid> known_dbs_;
 	TimestampTz maintenance_retry_at_ = 0;
 	TimestampTz next_retention_at_ = 0;
@@ -771,12 +773,16 @@ Executor::manage_maintenance(TimestampTz now)
 		it = pending_dbs.count(it->first) ? std::next(it) : maintenance_attempts_.erase(it);
 
 	// Recovery, one database at a time.
-	if (!to_recover_.empty()) {
-		bool recovering = false;
-		for (auto &entry : maintenance_)
-			recovering |= entry.first == to_recover_.back();
-		if (!recovering && start(to_recover_.back(), true))
-			to_recover_.pop_back();
+	if (OidIsValid(recovering_db_) && !maintenance_.count(recovering_db_))
+		recovering_db_ = InvalidOid;
+	if (!OidIsValid(recovering_db_) && !to_recover_.empty() && !maintenance_.count(to_recover_.back()) &&
+		start(to_recover_.back(), true)) {
+		recovering_db_ = to_recover_.back();
+		to_recover_.pop_back();
+	}
+	if (recovering_ && to_recover_.empty() && !OidIsValid(recovering_db_)) {
+		board_recovery_done();
+		recovering_ = false;
 	}
 
 	// Retention, now and then.
@@ -975,8 +981,9 @@ Executor::run()
 	pg_guarded([&] { n = list_databases(&oids); });
 	for (int i = 0; i < n; i++)
 		known_dbs_.insert(oids[i]);
-	if (board_take_recovery_request())
+	if (board_recovery_needed())
 		to_recover_.assign(oids, oids + n);
+	recovering_ = !to_recover_.empty();
 	pfree(oids);
 	close_idle_seen_ = board_close_idle_requests();
 

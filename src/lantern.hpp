@@ -81,8 +81,11 @@ uint64 board_id();
 void board_wake_executor();
 void board_set_executor(Latch *latch, int pid);
 int board_executor_pid();
-bool board_take_recovery_request(); // true once per board lifetime
-void board_put_back_recovery_request();
+// Recovery of an earlier server life's tasks: needed once per board lifetime,
+// done when every database has been checked (an executor that dies before
+// that has a successor start over; recovery is idempotent).
+bool board_recovery_needed();
+void board_recovery_done();
 void board_request_close_idle();
 uint32 board_close_idle_requests();
 
