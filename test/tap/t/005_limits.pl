@@ -1,0 +1,144 @@
+# Limits: a full board (lantern_fdw.max_tasks = 8) refuses the 9th active task
+# with an error naming the setting and keeps nothing of the failed statement;
+# lantern_fdw.max_parallel_tasks is never exceeded (as seen in
+# pg_stat_activity), and changing it with a reload takes effect at once.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use LanternFdwTest;
+
+my $node = lantern_node('limits',
+	conf => "lantern_fdw.max_tasks = 8\nlantern_fdw.max_parallel_tasks = 3\n");
+$node->safe_psql('postgres', q{
+	CREATE TABLE side (v text);
+	-- The most task backends seen at once (sampled in the server, every few
+	-- ms) until the given tasks have all ended.
+	CREATE FUNCTION max_parallel_seen(ids bigint[]) RETURNS text LANGUAGE plpgsql AS $$
+	DECLARE
+		active_max int := 0;
+		any_max int := 0;
+		a int;
+		n int;
+		t0 timestamptz := clock_timestamp();
+	BEGIN
+		LOOP
+			PERFORM pg_stat_clear_snapshot();
+			SELECT count(*) FILTER (WHERE state = 'active'), count(*) INTO a, n
+			  FROM pg_stat_activity WHERE application_name LIKE 'lantern_fdw task%';
+			active_max := greatest(active_max, a);
+			any_max := greatest(any_max, n);
+			EXIT WHEN NOT EXISTS (SELECT 1 FROM lantern.tasks WHERE jobid = ANY (ids) AND duration IS NULL);
+			IF clock_timestamp() > t0 + interval '120 s' THEN
+				RETURN 'timeout';
+			END IF;
+			PERFORM pg_sleep(0.003);
+		END LOOP;
+		RETURN active_max || '/' || any_max;
+	END $$;
+});
+
+# ---- a full board ------------------------------------------------------------
+my $locker = $node->background_psql('postgres');
+$locker->query_safe('SELECT pg_advisory_lock(1)');
+my @held = map { submit($node, 'postgres', 'SELECT pg_advisory_xact_lock_shared(1)') } 1 .. 8;
+wait_sql($node, 'postgres',
+	"SELECT count(*) = 3 FROM pg_stat_activity WHERE application_name LIKE 'lantern_fdw task%' AND wait_event_type = 'Lock'",
+	't', 'full: three tasks run (waiting for a lock), five are queued');
+my $ids = join(',', @held);
+
+my ($ret, $out, $err) = $node->psql('postgres', q{SELECT lantern.async_task('SELECT 1', 'ninth')});
+isnt($ret, 0, 'full: the 9th async_task fails');
+like($err, qr/ERROR:  too many lantern_fdw tasks/, 'full: the error says the board is full');
+like($err, qr/lantern_fdw\.max_tasks/, 'full: the error names lantern_fdw.max_tasks');
+($ret, $out, $err) = $node->psql('postgres', q{INSERT INTO lantern.tasks (query, job_name) VALUES ('SELECT 1', 'ninth')});
+isnt($ret, 0, 'full: the 9th INSERT INTO lantern.tasks fails');
+like($err, qr/lantern_fdw\.max_tasks/, 'full: the INSERT error names lantern_fdw.max_tasks');
+($ret, $out, $err) = $node->psql('postgres',
+	q{BEGIN; INSERT INTO side VALUES ('before'); SELECT lantern.async_task('SELECT 1', 'ninth'); COMMIT;});
+like($err, qr/lantern_fdw\.max_tasks/, 'full: inside a transaction too');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM lantern.tasks'), '8', 'full: no row was kept for the refused tasks');
+is($node->safe_psql('postgres', "SELECT count(*) FROM lantern.tasks WHERE job_name = 'ninth'"), '0',
+	'full: nothing named ninth exists');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM side'), '0', 'full: the failed transaction kept nothing');
+
+$locker->query_safe('SELECT pg_advisory_unlock(1)');
+wait_sql($node, 'postgres',
+	"SELECT count(*) = 8 FROM lantern.tasks WHERE jobid IN ($ids) AND status = 'succeeded'",
+	't', 'full: the eight tasks succeeded once the lock was released');
+
+# No slot leaked: the board takes eight again (in one transaction), not nine.
+($ret, $out, $err) = $node->psql('postgres',
+	q{BEGIN; SELECT lantern.async_task('SELECT 1') FROM generate_series(1, 9); COMMIT;});
+like($err, qr/lantern_fdw\.max_tasks/, 'full: nine in one transaction are refused');
+my $eight = $node->safe_psql('postgres',
+	q{BEGIN; SELECT string_agg(lantern.async_task('SELECT 1')::text, ',') FROM generate_series(1, 8); COMMIT;});
+my @eight = split /,/, $eight;
+is(scalar(@eight), 8, 'full: once the tasks ended, eight fit on the board again (no slot leaked)');
+wait_sql($node, 'postgres',
+	"SELECT count(*) = 8 FROM lantern.tasks WHERE jobid IN ($eight) AND status = 'succeeded'",
+	't', 'full: those eight ran');
+$locker->quit;
+
+# ---- max_parallel_tasks ------------------------------------------------------
+sub sleepers
+{
+	my ($n) = @_;
+	return $node->safe_psql('postgres',
+		"BEGIN; SELECT string_agg(lantern.async_task('SELECT pg_sleep(0.2)')::text, ',') FROM generate_series(1, $n); COMMIT;"
+	);
+}
+
+my $batch = sleepers(8);
+is($node->safe_psql('postgres', "SELECT max_parallel_seen('{$batch}')"), '3/3',
+	'max_parallel_tasks = 3: three tasks ran at once, never more');
+
+$node->safe_psql('postgres', 'ALTER SYSTEM SET lantern_fdw.max_parallel_tasks = 1');
+$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+wait_sql($node, 'postgres', "SELECT current_setting('lantern_fdw.max_parallel_tasks') = '1'",
+	't', 'the reload lowered max_parallel_tasks to 1');
+$batch = sleepers(5);
+is($node->safe_psql('postgres', "SELECT max_parallel_seen('{$batch}')"), '1/1',
+	'after lowering it with a reload: one task at a time, without a restart');
+
+$node->safe_psql('postgres', 'ALTER SYSTEM SET lantern_fdw.max_parallel_tasks = 2');
+$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+wait_sql($node, 'postgres', "SELECT current_setting('lantern_fdw.max_parallel_tasks') = '2'",
+	't', 'the reload raised max_parallel_tasks to 2');
+$batch = sleepers(6);
+is($node->safe_psql('postgres', "SELECT max_parallel_seen('{$batch}')"), '2/2',
+	'after raising it with a reload: two at a time');
+
+# Lowered while more tasks run than the new limit: the running ones finish,
+# and from then on the new limit holds.
+$node->safe_psql('postgres', 'ALTER SYSTEM SET lantern_fdw.max_parallel_tasks = 3');
+$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+wait_sql($node, 'postgres', "SELECT current_setting('lantern_fdw.max_parallel_tasks') = '3'",
+	't', 'back to 3');
+$locker = $node->background_psql('postgres');
+$locker->query_safe('SELECT pg_advisory_lock(2)');
+my @three = map { submit($node, 'postgres', 'SELECT pg_advisory_xact_lock_shared(2)') } 1 .. 3;
+wait_sql($node, 'postgres',
+	"SELECT count(*) = 3 FROM pg_stat_activity WHERE application_name LIKE 'lantern_fdw task%' AND wait_event_type = 'Lock'",
+	't', 'three tasks hold their places');
+$batch = sleepers(4);
+$node->safe_psql('postgres', 'ALTER SYSTEM SET lantern_fdw.max_parallel_tasks = 1');
+$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+wait_sql($node, 'postgres', "SELECT current_setting('lantern_fdw.max_parallel_tasks') = '1'",
+	't', 'lowered to 1 while three run');
+$locker->query_safe('SELECT pg_advisory_unlock(2)');
+my $three = join(',', @three);
+wait_sql($node, 'postgres',
+	"SELECT count(*) = 3 FROM lantern.tasks WHERE jobid IN ($three) AND duration IS NOT NULL",
+	't', 'the three running tasks ended');
+is($node->safe_psql('postgres', "SELECT max_parallel_seen('{$batch}')"), '1/1',
+	'the queued ones then ran one at a time');
+$locker->quit;
+
+is($node->safe_psql('postgres', "SELECT count(*) FROM lantern.tasks WHERE status <> 'succeeded'"), '0',
+	'every task succeeded');
+$node->stop;
+check_server_log($node);
+done_testing();
