@@ -217,20 +217,20 @@ find_live(const ScanState *st, int64 jobid)
 	return hit ? &hit->state : nullptr;
 }
 
-// Stores the lantern.tasks columns of a store row into slot (a heap slot),
-// as a tuple in the current memory context that the slot does not free.
+// Stores the lantern.tasks columns of a deformed store row into slot as a
+// virtual tuple: no copy; the values point into the row, which stays valid
+// until the next call (the scan keeps its buffer pinned).
 static void
-store_task_tuple(TupleTableSlot *slot, HeapTuple row, TupleDesc store_desc, const char *status_override)
+store_task_values(TupleTableSlot *slot, const Datum *values, const bool *nulls, const char *status_override)
 {
-	Datum values[Store_natts];
-	bool nulls[Store_natts];
-	heap_deform_tuple(row, store_desc, values, nulls);
+	ExecClearTuple(slot);
+	memcpy(slot->tts_values, values, sizeof(Datum) * kTaskColumns);
+	memcpy(slot->tts_isnull, nulls, sizeof(bool) * kTaskColumns);
 	if (status_override != nullptr) {
-		values[Col_status - 1] = CStringGetTextDatum(status_override);
-		nulls[Col_status - 1] = false;
+		slot->tts_values[Col_status - 1] = CStringGetTextDatum(status_override);
+		slot->tts_isnull[Col_status - 1] = false;
 	}
-	HeapTuple out = heap_form_tuple(slot->tts_tupleDescriptor, values, nulls);
-	ExecStoreHeapTuple(out, slot, false);
+	ExecStoreVirtualTuple(slot);
 }
 
 static TupleTableSlot *
@@ -245,18 +245,20 @@ iterate_foreign_scan(ForeignScanState *node)
 		return slot;
 	TupleDesc desc = RelationGetDescr(st->store.rel);
 	HeapTuple row;
+	Datum values[Store_natts];
+	bool nulls[Store_natts];
 	while ((row = systable_getnext(st->scan)) != nullptr) {
-		bool isnull;
-		Oid run_as = DatumGetObjectId(heap_getattr(row, Col_run_as, desc, &isnull));
-		if (!visibility_check(&st->visibility, run_as))
+		heap_deform_tuple(row, desc, values, nulls);
+		if (!visibility_check(&st->visibility, DatumGetObjectId(values[Col_run_as - 1])))
 			continue;
-		int64 jobid = DatumGetInt64(heap_getattr(row, Col_jobid, desc, &isnull));
 		// A task that has not ended takes its status from the board.
-		const SlotState *live = find_live(st, jobid);
 		const char *status = nullptr;
-		if (live != nullptr && duration_is_null(row, desc))
-			status = slot_state_status(*live);
-		store_task_tuple(slot, row, desc, status);
+		if (nulls[Col_duration - 1]) {
+			const SlotState *live = find_live(st, DatumGetInt64(values[Col_jobid - 1]));
+			if (live != nullptr)
+				status = slot_state_status(*live);
+		}
+		store_task_values(slot, values, nulls, status);
 		return slot;
 	}
 	return slot;
@@ -450,7 +452,10 @@ exec_foreign_delete(EState *, ResultRelInfo *rinfo, TupleTableSlot *slot, TupleT
 		ereport(ERROR, (errcode(ERRCODE_OBJECT_IN_USE), errmsg("cannot delete task %lld because it has not ended", (long long)jobid),
 						errhint("Cancel it first with lantern.cancel_task(%lld).", (long long)jobid)));
 	CatalogTupleDelete(st->store.rel, &row->t_self);
-	store_task_tuple(slot, row, desc, nullptr);
+	Datum values[Store_natts];
+	bool nulls[Store_natts];
+	heap_deform_tuple(row, desc, values, nulls);
+	store_task_values(slot, values, nulls, nullptr);
 	return slot;
 }
 
