@@ -80,7 +80,34 @@ BEGIN
 END
 $$;
 
+--
+-- wait_for_statement(jobid, pattern[, lock_wait]): polls pg_stat_activity
+-- until the backend of a task runs a statement that matches a LIKE pattern
+-- (and, if asked, waits for a lock). The executor names a task's connection
+-- 'lantern_fdw task <jobid>'. A function, so that it may run inside a
+-- transaction block; it holds a snapshot while it polls.
+--
+CREATE FUNCTION wait_for_statement(p_jobid bigint, p_pattern text, p_lock_wait boolean DEFAULT false)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    deadline timestamptz := clock_timestamp() + '60s';
+BEGIN
+    LOOP
+        PERFORM pg_stat_clear_snapshot();
+        EXIT WHEN EXISTS (SELECT FROM pg_stat_activity
+                           WHERE application_name = 'lantern_fdw task ' || p_jobid
+                             AND state = 'active' AND query LIKE p_pattern
+                             AND (NOT p_lock_wait OR wait_event_type = 'Lock'));
+        IF clock_timestamp() > deadline THEN
+            RAISE EXCEPTION 'wait_for_statement: task % does not run %', p_jobid, p_pattern;
+        END IF;
+        PERFORM pg_sleep(0.01);
+    END LOOP;
+END
+$$;
+
 GRANT EXECUTE ON PROCEDURE wait_for(bigint, interval), wait_for_status(bigint, text, interval) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION wait_for_statement(bigint, text, boolean) TO PUBLIC;
 
 -- The helpers work: a first task runs and succeeds.
 SELECT lantern.async_task('SELECT 1') AS jobid \gset

@@ -113,14 +113,14 @@ SELECT count(*) > 0 AS sees_earlier_tasks FROM lantern.tasks WHERE jobid < 300;
 --
 \c - regress_alice
 SELECT lantern.async_task('SELECT pg_sleep(60)', 'alice sleep') AS alice_sleep \gset
-CALL wait_for_status(:alice_sleep, 'running');
+SELECT wait_for_statement(:alice_sleep, 'SELECT pg_sleep(60)');
 -- Bob cannot see it: for him it does not exist.
 \c - regress_bob
 SELECT lantern.cancel_task(:alice_sleep);
 DELETE FROM lantern.tasks WHERE jobid = :alice_sleep;
 -- Bob's cancel_all_async_tasks() cancels his tasks only.
 SELECT lantern.async_task('SELECT pg_sleep(60)', 'bob sleep') AS bob_sleep \gset
-CALL wait_for_status(:bob_sleep, 'running');
+SELECT wait_for_statement(:bob_sleep, 'SELECT pg_sleep(60)');
 -- A role that has active tasks cannot be dropped.
 \c - :su
 DROP ROLE regress_bob;
@@ -140,7 +140,7 @@ SELECT job_name, status, error_message FROM lantern.tasks WHERE jobid = :alice_s
 -- ... but not the task of a superuser.
 \c - :su
 SELECT lantern.async_task('SELECT pg_sleep(60)', 'superuser sleep') AS su_sleep \gset
-CALL wait_for_status(:su_sleep, 'running');
+SELECT wait_for_statement(:su_sleep, 'SELECT pg_sleep(60)');
 \c - regress_canceler
 SELECT lantern.cancel_task(:su_sleep);
 SELECT lantern.cancel_all_async_tasks();
@@ -155,8 +155,8 @@ SELECT lantern.async_task('SELECT pg_sleep(60)', 'alice sleep 2') AS a1 \gset
 SET ROLE regress_group;
 SELECT lantern.async_task('SELECT pg_sleep(60)', 'group sleep') AS g1 \gset
 RESET ROLE;
-CALL wait_for_status(:a1, 'running');
-CALL wait_for_status(:g1, 'running');
+SELECT wait_for_statement(:a1, 'SELECT pg_sleep(60)');
+SELECT wait_for_statement(:g1, 'SELECT pg_sleep(60)');
 -- The group may not cancel alice's task (it cannot see it) ...
 SET ROLE regress_group;
 SELECT lantern.cancel_task(:a1);

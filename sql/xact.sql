@@ -2,7 +2,7 @@
 -- xact: a task becomes visible to the executor only when the submitting
 -- transaction commits; rolled-back transactions and savepoints leave nothing.
 --
-SELECT setval('lantern.tasks_jobid_seq', 500, false);
+SELECT setval('lantern.tasks_jobid_seq', 1000, false);
 CREATE TABLE xact_log (v text);
 CREATE FUNCTION task(p_jobid bigint)
 RETURNS TABLE (job_name text, status text, ended boolean, error_message text)
@@ -95,6 +95,8 @@ SELECT * FROM task(:j);
 
 -- A cancel rolled back to a savepoint leaves the task queued.
 SELECT count(lantern.async_task('SELECT pg_sleep(60)', 'sleep')) FROM generate_series(1, 4);
+SELECT count(wait_for_statement(jobid, 'SELECT pg_sleep(60)')) FROM lantern.tasks
+ WHERE job_name = 'sleep' AND duration IS NULL;
 SELECT lantern.async_task($$INSERT INTO xact_log VALUES ('queued')$$, 'queued') AS q \gset
 BEGIN;
 SAVEPOINT s;
@@ -123,6 +125,8 @@ RELEASE SAVEPOINT s;
 PREPARE TRANSACTION 'regress_lantern_submit';
 SELECT count(*) FROM lantern.tasks WHERE jobid = :j;
 SELECT count(lantern.async_task('SELECT pg_sleep(60)', 'sleep again')) FROM generate_series(1, 4);
+SELECT count(wait_for_statement(jobid, 'SELECT pg_sleep(60)')) FROM lantern.tasks
+ WHERE job_name = 'sleep again' AND duration IS NULL;
 SELECT lantern.async_task($$INSERT INTO xact_log VALUES ('queued for cancel')$$, 'queued for cancel') AS q \gset
 BEGIN;
 SELECT lantern.cancel_task(:q);
