@@ -21,6 +21,7 @@ namespace lantern {
 namespace {
 
 constexpr long kConnectTimeoutMs = 10000;
+constexpr long kCancelRetryMs = 100;
 constexpr long kMaintenanceRetryMs = 1000;
 constexpr long kMaxRetentionIntervalMs = 60000;
 constexpr int kMaxRecordAttempts = 2;
@@ -81,6 +82,7 @@ struct Job {
 	std::string error;
 	bool cancel_requested = false;
 	bool cancel_sent = false;
+	TimestampTz cancel_signaled_at = 0; // a signal can land while the backend still reads the statement
 	bool reusable = true;
 	int record_attempts = 0;
 };
@@ -119,6 +121,8 @@ class Executor {
 	std::map<Oid, int> maintenance_attempts_;
 	std::vector<Oid> to_recover_;
 	Oid recovering_db_ = InvalidOid; // its recovery worker runs
+	std::vector<Oid> to_retain_;
+	Oid retaining_db_ = InvalidOid;
 	bool recovering_ = false;
 	std::set<Oid> known_dbs_;
 	TimestampTz maintenance_retry_at_ = 0;
@@ -140,7 +144,7 @@ class Executor {
 	void connection_failed(Job &job, const std::string &message);
 	void finish(Job &job);
 	void record_pending(Job &job);
-	void apply_cancels();
+	void apply_cancels(TimestampTz now);
 	void reap_idle(TimestampTz now);
 	void manage_maintenance(TimestampTz now);
 	long wait_timeout(TimestampTz now) const;
@@ -155,12 +159,16 @@ static int list_databases(Oid **oids);
 
 // ---- board access --------------------------------------------------------
 
-void
+// Moves a slot to state (and records what is >= 0). Returns whether a
+// cancel has been requested for it.
+bool
 set_slot(const SlotRef &ref, SlotState state, int backend_pid, int stmt_index, int stmt_count)
 {
+	bool cancel_requested = false;
 	LWLockAcquire(board_lock(), LW_EXCLUSIVE);
 	TaskSlot *s = board_slot(ref.index);
 	if (s->generation == ref.generation && s->state != SlotState::Free) {
+		cancel_requested = s->cancel_requested;
 		s->state = state;
 		if (backend_pid >= 0)
 			s->backend_pid = backend_pid;
@@ -172,6 +180,7 @@ set_slot(const SlotRef &ref, SlotState state, int backend_pid, int stmt_index, i
 			s->run_started_at = GetCurrentTimestamp();
 	}
 	LWLockRelease(board_lock());
+	return cancel_requested;
 }
 
 void
@@ -493,19 +502,24 @@ Executor::handle_result(Job &job, PGresult *res)
 void
 Executor::next_statement(Job &job)
 {
+	if (job.next_statement >= job.statements.size()) { // all done: a late cancel changes nothing
+		job.outcome = Outcome::Succeeded;
+		cleanup(job);
+		return;
+	}
+	// The board's flag, read as the statement is marked started: a cancel
+	// requested until now stops the task before its next statement.
+	size_t k = job.next_statement;
+	int count = static_cast<int>(job.statements.size());
+	if (set_slot(job.ref, SlotState::Running, -1, static_cast<int>(k + 1), count))
+		job.cancel_requested = true;
 	if (job.cancel_requested) {
 		job.outcome = Outcome::Canceled;
 		job.error = "Canceled by user";
 		cleanup(job);
 		return;
 	}
-	if (job.next_statement >= job.statements.size()) {
-		job.outcome = Outcome::Succeeded;
-		cleanup(job);
-		return;
-	}
-	size_t k = job.next_statement++;
-	set_slot(job.ref, SlotState::Running, -1, static_cast<int>(k + 1), static_cast<int>(job.statements.size()));
+	job.next_statement++;
 	send(job, job.statements[k].c_str());
 }
 
@@ -659,7 +673,7 @@ Executor::finish(Job &job)
 }
 
 void
-Executor::apply_cancels()
+Executor::apply_cancels(TimestampTz now)
 {
 	if (jobs_.empty())
 		return;
@@ -667,18 +681,21 @@ Executor::apply_cancels()
 	LWLockAcquire(board_lock(), LW_EXCLUSIVE);
 	for (auto &job : jobs_) {
 		TaskSlot *s = board_slot(job->ref.index);
-		if (s->generation != job->ref.generation || !s->cancel_requested || job->cancel_requested)
+		if (s->generation == job->ref.generation && s->cancel_requested)
+			job->cancel_requested = true;
+		if (!job->cancel_requested || job->step != Step::Running || !job->in_flight || !job->conn)
 			continue;
-		job->cancel_requested = true;
-		if (job->step == Step::Running && job->in_flight && job->conn) {
-			s->cancel_sent = true;
-			job->cancel_sent = true;
-			to_signal.push_back(job.get());
-		}
+		// A backend drops a cancel signal that arrives while it still reads
+		// the statement: signal again until the statement ends.
+		if (job->cancel_sent && now < TimestampTzPlusMilliseconds(job->cancel_signaled_at, kCancelRetryMs))
+			continue;
+		s->cancel_sent = true;
+		job->cancel_sent = true;
+		job->cancel_signaled_at = now;
+		to_signal.push_back(job.get());
 	}
 	LWLockRelease(board_lock());
-	// The backend runs the task's statement right now: cancel it, like
-	// pg_cancel_backend would.
+	// The backend runs the task's statement: cancel it, like pg_cancel_backend.
 	for (Job *job : to_signal)
 		kill(job->conn->backend_pid, SIGINT);
 }
@@ -785,14 +802,23 @@ Executor::manage_maintenance(TimestampTz now)
 		recovering_ = false;
 	}
 
-	// Retention, now and then.
-	if (guc_task_retention_s > 0 && now >= next_retention_at_) {
-		// Look every half retention period, at most once a minute.
+	// Retention, now and then: every half retention period, at most once a
+	// minute, one database at a time.
+	if (guc_task_retention_s > 0 && now >= next_retention_at_ && to_retain_.empty()) {
 		long interval_ms = std::clamp<long>(guc_task_retention_s * 500L, 1000, kMaxRetentionIntervalMs);
 		next_retention_at_ = TimestampTzPlusMilliseconds(now, interval_ms);
-		for (Oid db : known_dbs_)
-			if (!start(db, false))
-				return;
+		to_retain_.assign(known_dbs_.begin(), known_dbs_.end());
+	}
+	if (OidIsValid(retaining_db_) && !maintenance_.count(retaining_db_))
+		retaining_db_ = InvalidOid;
+	if (!OidIsValid(retaining_db_) && !to_retain_.empty()) {
+		Oid db = to_retain_.back();
+		if (maintenance_.count(db)) {
+			to_retain_.pop_back(); // a worker runs there already and applies retention too
+		} else if (start(db, false)) {
+			retaining_db_ = db;
+			to_retain_.pop_back();
+		}
 	}
 }
 
@@ -831,14 +857,17 @@ Executor::wait_timeout(TimestampTz now) const
 		if (t != 0 && (next == 0 || t < next))
 			next = t;
 	};
-	for (auto &job : jobs_)
+	for (auto &job : jobs_) {
 		if (job->step == Step::Connecting)
 			consider(job->connect_deadline);
+		if (job->cancel_sent && job->in_flight && job->step == Step::Running)
+			consider(TimestampTzPlusMilliseconds(job->cancel_signaled_at, kCancelRetryMs));
+	}
 	for (auto &c : idle_)
 		consider(TimestampTzPlusMilliseconds(c->idle_since, guc_idle_connection_timeout_ms));
 	if (maintenance_retry_at_ > now)
 		consider(maintenance_retry_at_);
-	if (!to_recover_.empty())
+	if (!to_recover_.empty() || !to_retain_.empty())
 		consider(TimestampTzPlusMilliseconds(now, kMaintenanceRetryMs));
 	if (guc_task_retention_s > 0)
 		consider(next_retention_at_);
@@ -942,8 +971,8 @@ lookup_database_name(Oid dboid, char *out)
 	return name != nullptr;
 }
 
-// Fills *oids (palloc'd in TopMemoryContext) with the databases that accept
-// connections. Plain C: an error here ends the worker.
+// Fills *oids (palloc'd in TopMemoryContext) with the databases that may
+// hold tasks. Plain C, called through pg_guarded.
 static int
 list_databases(Oid **oids)
 {
@@ -956,8 +985,9 @@ list_databases(Oid **oids)
 	HeapTuple tup;
 	while ((tup = heap_getnext(scan, ForwardScanDirection)) != nullptr) {
 		Form_pg_database db = reinterpret_cast<Form_pg_database>(GETSTRUCT(tup));
-		if (!db->datallowconn)
-			continue;
+		if (!db->datallowconn && db->datistemplate)
+			continue; // template0
+
 		if (n == cap) {
 			cap *= 2;
 			*oids = static_cast<Oid *>(repalloc(*oids, cap * sizeof(Oid)));
@@ -995,7 +1025,7 @@ Executor::run()
 			idle_.clear(); // connection settings may have changed
 			next_retention_at_ = 0; // apply a new retention at once
 		}
-		apply_cancels();
+		apply_cancels(GetCurrentTimestamp());
 		dispatch();
 		for (size_t i = 0; i < jobs_.size(); i++)
 			poll_job(*jobs_[i]);

@@ -378,6 +378,27 @@ refuse_client_value(TupleTableSlot *slot, int attno)
 }
 
 static void
+refuse_non_default(TupleTableSlot *slot, int attno)
+{
+	const char *name = NameStr(TupleDescAttr(slot->tts_tupleDescriptor, attno - 1)->attname);
+	ereport(ERROR, (errcode(ERRCODE_GENERATED_ALWAYS),
+					errmsg("cannot insert a non-default value into column \"%s\" of lantern.tasks", name),
+					errdetail("Column \"%s\" is set by lantern_fdw.", name)));
+}
+
+// The last value lantern.tasks_jobid_seq handed out (to any session); 0 if none.
+static int64
+sequence_last_value()
+{
+	LOCAL_FCINFO(fcinfo, 1);
+	InitFunctionCallInfoData(*fcinfo, nullptr, 1, InvalidOid, nullptr, nullptr);
+	fcinfo->args[0].value = ObjectIdGetDatum(task_sequence_oid());
+	fcinfo->args[0].isnull = false;
+	Datum last = pg_sequence_last_value(fcinfo);
+	return fcinfo->isnull ? 0 : DatumGetInt64(last);
+}
+
+static void
 require_value(TupleTableSlot *slot, int attno)
 {
 	if (!slot->tts_isnull[attno - 1])
@@ -410,6 +431,12 @@ exec_foreign_insert(EState *, ResultRelInfo *rinfo, TupleTableSlot *slot, TupleT
 	task.started_at = DatumGetTimestampTz(v[Col_started_at - 1]);
 	task.has_jobid = true;
 	task.jobid = DatumGetInt64(v[Col_jobid - 1]);
+	// Defaults only: started_at is the submission time, and a jobid the
+	// sequence has not handed out yet would collide with a later task.
+	if (task.started_at != GetCurrentTransactionStartTimestamp())
+		refuse_non_default(slot, Col_started_at);
+	if (task.jobid <= 0 || task.jobid > sequence_last_value())
+		refuse_non_default(slot, Col_jobid);
 	submit_task(&st->store, task, nullptr, nullptr);
 
 	// RETURNING sees the row as stored, status included.
@@ -441,17 +468,23 @@ exec_foreign_delete(EState *, ResultRelInfo *rinfo, TupleTableSlot *slot, TupleT
 		elog(ERROR, "lantern_jobid is NULL");
 	int64 jobid = DatumGetInt64(d);
 
-	LWLockAcquire(board_lock(), LW_SHARED);
-	bool active = board_find(RelationGetRelid(st->store.rel), jobid) >= 0;
-	LWLockRelease(board_lock());
 	HeapTuple row = store_fetch(&st->store, jobid, GetLatestSnapshot());
 	if (row == nullptr)
 		return nullptr; // deleted meanwhile
+	// Its committed outcome makes a task ended, even while the executor is
+	// still letting go of its slot: nothing writes the row after that.
 	TupleDesc desc = RelationGetDescr(st->store.rel);
-	if (active || duration_is_null(row, desc))
+	if (duration_is_null(row, desc))
 		ereport(ERROR, (errcode(ERRCODE_OBJECT_IN_USE), errmsg("cannot delete task %lld because it has not ended", (long long)jobid),
 						errhint("Cancel it first with lantern.cancel_task(%lld).", (long long)jobid)));
-	CatalogTupleDelete(st->store.rel, &row->t_self);
+	// Seeing a task (pg_read_all_stats) is not owning it.
+	Oid run_as = DatumGetObjectId(heap_getattr(row, Col_run_as, desc, &isnull));
+	if (!superuser() && !has_privs_of_role(GetUserId(), run_as))
+		ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						errmsg("permission denied to delete task %lld", (long long)jobid),
+						errdetail("Only roles with the privileges of the role that ran the task may delete it.")));
+	if (!store_delete(&st->store, &row->t_self))
+		return nullptr;
 	Datum values[Store_natts];
 	bool nulls[Store_natts];
 	heap_deform_tuple(row, desc, values, nulls);

@@ -3,9 +3,6 @@
 #include "lantern.hpp"
 
 extern "C" {
-#include "commands/async.h"
-#include "utils/json.h"
-
 PG_FUNCTION_INFO_V1(lantern_async_task);
 PG_FUNCTION_INFO_V1(lantern_cancel_task);
 PG_FUNCTION_INFO_V1(lantern_cancel_all_async_tasks);
@@ -50,6 +47,38 @@ check_recording_caller(const Store &store, int64 jobid, SlotState step, const ch
 						errmsg("only the lantern_fdw executor may record the %s of task %lld", what, (long long)jobid)));
 }
 
+// The first position at or after start that is not white space or a comment
+// (what separates a statement from the previous one), so that the error
+// positions of a statement count from its first token, as psql's do.
+static int
+skip_space_and_comments(const char *q, int start, int end)
+{
+	while (start < end) {
+		if (isspace(static_cast<unsigned char>(q[start]))) {
+			start++;
+		} else if (start + 1 < end && q[start] == '-' && q[start + 1] == '-') {
+			while (start < end && q[start] != '\n')
+				start++;
+		} else if (start + 1 < end && q[start] == '/' && q[start + 1] == '*') {
+			int depth = 0; // C-style comments nest in SQL
+			do {
+				if (start + 1 < end && q[start] == '/' && q[start + 1] == '*') {
+					depth++;
+					start += 2;
+				} else if (start + 1 < end && q[start] == '*' && q[start + 1] == '/') {
+					depth--;
+					start += 2;
+				} else {
+					start++;
+				}
+			} while (depth > 0 && start < end);
+		} else {
+			break;
+		}
+	}
+	return start;
+}
+
 } // namespace lantern
 
 using namespace lantern;
@@ -78,19 +107,7 @@ lantern_cancel_task(PG_FUNCTION_ARGS)
 extern "C" Datum
 lantern_cancel_all_async_tasks(PG_FUNCTION_ARGS)
 {
-	require_preloaded();
-	int n = 0;
-	int64 *jobids = static_cast<int64 *>(palloc(sizeof(int64) * board_nslots()));
-	LWLockAcquire(board_lock(), LW_SHARED);
-	for (int i = 0; i < board_nslots(); i++) {
-		const TaskSlot *s = board_slot(i);
-		if (s->dboid == MyDatabaseId &&
-			(s->state == SlotState::Queued || s->state == SlotState::Starting || s->state == SlotState::Running))
-			jobids[n++] = s->jobid;
-	}
-	LWLockRelease(board_lock());
-	for (int i = 0; i < n; i++)
-		cancel_task_internal(jobids[i], true);
+	cancel_all_tasks();
 	PG_RETURN_VOID();
 }
 
@@ -212,10 +229,8 @@ lantern_record_start(PG_FUNCTION_ARGS)
 	ListCell *lc;
 	foreach (lc, stmts) {
 		RawStmt *rs = lfirst_node(RawStmt, lc);
-		int start = rs->stmt_location;
-		int end = rs->stmt_len > 0 ? start + rs->stmt_len : len;
-		while (start < end && isspace(static_cast<unsigned char>(query[start])))
-			start++;
+		int end = rs->stmt_len > 0 ? rs->stmt_location + rs->stmt_len : len;
+		int start = skip_space_and_comments(query, rs->stmt_location, end);
 		Datum value = PointerGetDatum(cstring_to_text_with_len(query + start, end - start));
 		bool null = false;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &null);
@@ -242,13 +257,6 @@ lantern_record_end(PG_FUNCTION_ARGS)
 	if (row != nullptr)
 		store_record_end(&store, row, status, error);
 	store_close(&store, RowExclusiveLock);
-
-	StringInfoData payload;
-	initStringInfo(&payload);
-	appendStringInfo(&payload, "{\"jobid\": %lld, \"status\": ", (long long)jobid);
-	escape_json(&payload, status);
-	appendStringInfoChar(&payload, '}');
-	Async_Notify("lantern_tasks", payload.data);
 	PG_RETURN_VOID();
 }
 

@@ -128,6 +128,8 @@ HeapTuple store_fetch(Store *s, int64 jobid, Snapshot snap);
 // Writes the final outcome of a task (status, error, duration up to now).
 void store_record_end(Store *s, HeapTuple old, const char *status, const char *error);
 void store_set_status(Store *s, HeapTuple old, const char *status);
+// Deletes a row, waiting for a concurrent writer; false if it was gone first.
+bool store_delete(Store *s, ItemPointer tid);
 // True while the task of this row has not ended.
 bool duration_is_null(HeapTuple row, TupleDesc desc);
 
@@ -144,11 +146,14 @@ struct NewTask {
 // Validates, writes the durable row, reserves a board slot. Returns the jobid.
 // Output: the values as stored (for RETURNING).
 int64 submit_task(Store *store, const NewTask &task, TimestampTz *started_at_out, const char **username_out);
+Oid task_sequence_oid(); // lantern.tasks_jobid_seq
 // Checks the raw syntax of query; errors with the position inside it.
 List *parse_task_query(const char *query);
 
 // cancel_task body; returns true when the task was active.
 bool cancel_task_internal(int64 jobid, bool quiet);
+// Cancels every active task of this database that the caller may cancel.
+void cancel_all_tasks();
 // Visibility of a task's rows for the current user.
 struct Visibility {
 	bool see_all;

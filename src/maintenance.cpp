@@ -5,11 +5,6 @@
 #include "pg.hpp"
 #include "lantern.hpp"
 
-extern "C" {
-#include "commands/async.h"
-#include "utils/json.h"
-}
-
 namespace lantern {
 
 constexpr int kBatch = 500;
@@ -30,17 +25,6 @@ end_work()
 {
 	PopActiveSnapshot();
 	CommitTransactionCommand();
-}
-
-static void
-notify_end(int64 jobid, const char *status)
-{
-	StringInfoData payload;
-	initStringInfo(&payload);
-	appendStringInfo(&payload, "{\"jobid\": %lld, \"status\": ", (long long)jobid);
-	escape_json(&payload, status);
-	appendStringInfoChar(&payload, '}');
-	Async_Notify("lantern_tasks", payload.data);
 }
 
 // Tasks of an earlier server life (another board) that had not ended: queued
@@ -73,7 +57,6 @@ recover_batch()
 			elog(LOG, "lantern_fdw: task %lld queued again after a server restart", (long long)jobid);
 		} else {
 			store_record_end(&store, copy, "failed", kRestartedMessage);
-			notify_end(jobid, "failed");
 			elog(LOG, "lantern_fdw: task %lld failed: the server restarted while it ran", (long long)jobid);
 		}
 		if (++done == kBatch) {
@@ -95,14 +78,14 @@ struct PendingOutcome {
 
 // Writes the outcomes the executor left on the board for this database.
 static void
-write_pending_outcomes()
+write_pending_outcomes(Oid store_relid)
 {
 	int n = 0;
 	PendingOutcome *items = static_cast<PendingOutcome *>(palloc(sizeof(PendingOutcome) * board_nslots()));
 	LWLockAcquire(board_lock(), LW_SHARED);
 	for (int i = 0; i < board_nslots(); i++) {
 		const TaskSlot *s = board_slot(i);
-		if (s->state != SlotState::RecordPending || s->dboid != MyDatabaseId)
+		if (s->state != SlotState::RecordPending || s->dboid != MyDatabaseId || s->store_relid != store_relid)
 			continue;
 		PendingOutcome &p = items[n++];
 		p.ref = SlotRef{i, s->generation};
@@ -124,7 +107,6 @@ write_pending_outcomes()
 			continue;
 		const char *status = outcome_name(items[i].outcome);
 		store_record_end(&store, row, status, items[i].message[0] ? items[i].message : nullptr);
-		notify_end(items[i].jobid, status);
 	}
 	store_close(&store, RowExclusiveLock);
 	end_work();
@@ -158,22 +140,24 @@ retention_batch(TimestampTz cutoff)
 		TimestampTz ended = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval, started, duration));
 		if (ended >= cutoff)
 			continue;
-		CatalogTupleDelete(store.rel, &row->t_self);
-		deleted++;
+		if (store_delete(&store, &row->t_self))
+			deleted++;
 	}
 	systable_endscan(scan);
 	store_close(&store, RowExclusiveLock);
 	return deleted;
 }
 
-// Frees the board slots of this database when the extension is gone.
+// Frees the slots of this database's tasks whose store is gone (the
+// extension was dropped, or dropped and created again).
 static void
-forget_database_tasks()
+forget_stale_tasks(Oid store_relid)
 {
 	LWLockAcquire(board_lock(), LW_EXCLUSIVE);
 	for (int i = 0; i < board_nslots(); i++) {
 		TaskSlot *s = board_slot(i);
-		if (s->dboid == MyDatabaseId && (s->state == SlotState::Queued || s->state == SlotState::RecordPending))
+		if (s->dboid == MyDatabaseId && s->store_relid != store_relid &&
+			(s->state == SlotState::Queued || s->state == SlotState::RecordPending))
 			s->state = SlotState::Free;
 	}
 	LWLockRelease(board_lock());
@@ -207,16 +191,22 @@ lantern_maintenance_main(Datum arg)
 	bool recover = MyBgworkerEntry->bgw_extra[0] != 0;
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	// Also a database that does not accept connections has tasks to finish.
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, BGWORKER_BYPASS_ALLOWCONN);
 	pgstat_report_appname("lantern_fdw maintenance");
 
 	begin_work();
-	bool installed = OidIsValid(get_extension_oid("lantern_fdw", true));
-	end_work();
-	if (!installed) {
-		forget_database_tasks();
-		proc_exit(0);
+	Oid store_relid = InvalidOid;
+	if (OidIsValid(get_extension_oid("lantern_fdw", true))) {
+		Store store;
+		store_open(&store, AccessShareLock);
+		store_relid = RelationGetRelid(store.rel);
+		store_close(&store, AccessShareLock);
 	}
+	end_work();
+	forget_stale_tasks(store_relid);
+	if (!OidIsValid(store_relid))
+		proc_exit(0);
 
 	while (recover) {
 		begin_work();
@@ -229,7 +219,7 @@ lantern_maintenance_main(Datum arg)
 		ConditionVariableCancelSleep();
 	}
 
-	write_pending_outcomes();
+	write_pending_outcomes(store_relid);
 
 	if (guc_task_retention_s > 0) {
 		TimestampTz cutoff = GetCurrentTimestamp() - static_cast<TimestampTz>(guc_task_retention_s) * USECS_PER_SEC;

@@ -74,7 +74,7 @@ define_settings()
 	DefineCustomStringVariable("lantern_fdw.connection_options",
 							   "Extra libpq connection options for the executor's connections.",
 							   "A libpq keyword/value string, such as \"sslmode=disable passfile=/path\".",
-							   &guc_connection_options, "", PGC_SIGHUP, 0, check_connection_options, nullptr,
+							   &guc_connection_options, "", PGC_SIGHUP, GUC_SUPERUSER_ONLY, check_connection_options, nullptr,
 							   nullptr);
 	DefineCustomIntVariable("lantern_fdw.idle_connection_timeout",
 							"How long an idle task connection is kept for reuse.", "0 closes it after each task.",
@@ -121,32 +121,49 @@ needs_database_alone(Node *stmt)
 	}
 }
 
-// A role that active tasks run as (or log in as) cannot be dropped.
-static void
-check_roles_have_no_active_tasks(DropRoleStmt *stmt)
+// The roles a DROP ROLE names (their OIDs and names), looked up before it runs.
+static List *
+roles_to_drop(DropRoleStmt *stmt, List **names)
 {
+	List *oids = NIL;
 	ListCell *lc;
 	foreach (lc, stmt->roles) {
 		RoleSpec *rs = lfirst_node(RoleSpec, lc);
-		if (rs->roletype != ROLESPEC_CSTRING)
-			continue;
-		Oid role = get_role_oid(rs->rolename, true);
-		if (!OidIsValid(role))
-			continue;
+		Oid role = rs->roletype == ROLESPEC_CSTRING ? get_role_oid(rs->rolename, true) : InvalidOid;
+		if (OidIsValid(role)) {
+			oids = lappend_oid(oids, role);
+			*names = lappend(*names, rs->rolename);
+		}
+	}
+	return oids;
+}
+
+// Checked after DROP ROLE ran (so its own permission checks come first): a
+// role that active tasks run as, or log in as, cannot be dropped.
+static void
+check_dropped_roles_have_no_tasks(List *oids, List *names)
+{
+	ListCell *lc;
+	foreach (lc, oids) {
+		Oid role = lfirst_oid(lc);
 		int active = 0;
 		LWLockAcquire(board_lock(), LW_SHARED);
 		for (int i = 0; i < board_nslots(); i++) {
 			const TaskSlot *s = board_slot(i);
-			if (s->state != SlotState::Free && (s->run_as == role || s->login_role == role))
+			// An ending task has recorded its outcome, or is about to.
+			if (s->state != SlotState::Free && s->state != SlotState::Ending &&
+				(s->run_as == role || s->login_role == role))
 				active++;
 		}
 		LWLockRelease(board_lock());
-		if (active > 0)
+		if (active > 0) {
+			const char *name = static_cast<const char *>(list_nth(names, foreach_current_index(lc)));
 			ereport(ERROR, (errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
-							errmsg("role \"%s\" cannot be dropped because it has active lantern_fdw tasks", rs->rolename),
+							errmsg("role \"%s\" cannot be dropped because it has active lantern_fdw tasks", name),
 							errdetail_plural("%d task is queued or running.", "%d tasks are queued or running.", active,
 											 active),
 							errhint("Cancel them with lantern.cancel_task() or wait for them to end.")));
+		}
 	}
 }
 
@@ -174,17 +191,21 @@ process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree, 
 {
 	Node *stmt = pstmt->utilityStmt;
 	Oid dropped_store = InvalidOid;
+	List *dropped_roles = NIL;
+	List *dropped_role_names = NIL;
 	if (board_attached()) {
 		if (needs_database_alone(stmt))
 			board_request_close_idle();
 		if (IsA(stmt, DropRoleStmt))
-			check_roles_have_no_active_tasks(reinterpret_cast<DropRoleStmt *>(stmt));
+			dropped_roles = roles_to_drop(reinterpret_cast<DropRoleStmt *>(stmt), &dropped_role_names);
 		dropped_store = store_dropped_by(stmt);
 	}
 	if (prev_process_utility_hook)
 		prev_process_utility_hook(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
 	else
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+	if (dropped_roles != NIL)
+		check_dropped_roles_have_no_tasks(dropped_roles, dropped_role_names);
 	if (OidIsValid(dropped_store))
 		forget_store_at_commit(dropped_store);
 }

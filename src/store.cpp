@@ -4,6 +4,11 @@
 #include "pg.hpp"
 #include "lantern.hpp"
 
+extern "C" {
+#include "commands/async.h"
+#include "utils/json.h"
+}
+
 namespace lantern {
 
 static const char *const kStoreSchema = "_lantern_fdw";
@@ -82,6 +87,28 @@ store_record_end(Store *s, HeapTuple old, const char *status, const char *error)
 		values[Col_duration - 1] = DirectFunctionCall2(timestamp_mi, TimestampTzGetDatum(ended), started);
 	replace[Col_duration - 1] = true;
 	store_update(s, old, values, nulls, replace);
+
+	// LISTENers on lantern_tasks learn of the end when this transaction commits.
+	StringInfoData payload;
+	initStringInfo(&payload);
+	appendStringInfo(&payload, "{\"jobid\": %lld, \"status\": ",
+					 (long long)DatumGetInt64(heap_getattr(old, Col_jobid, RelationGetDescr(s->rel), &isnull)));
+	escape_json(&payload, status);
+	appendStringInfoChar(&payload, '}');
+	Async_Notify("lantern_tasks", payload.data);
+}
+
+bool
+store_delete(Store *s, ItemPointer tid)
+{
+	TM_FailureData tmfd;
+	TM_Result result = heap_delete(s->rel, tid, GetCurrentCommandId(true), InvalidSnapshot, true, &tmfd, false);
+	if (result == TM_Ok)
+		return true;
+	if (result == TM_Updated || result == TM_Deleted || result == TM_SelfModified)
+		return false; // somebody else removed (or changed) it first
+	elog(ERROR, "unexpected heap_delete status %d", static_cast<int>(result));
+	return false;
 }
 
 void

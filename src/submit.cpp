@@ -25,14 +25,14 @@ static bool callbacks_registered = false;
 static Oid forget_store = InvalidOid; // DROP EXTENSION in this transaction
 static SubTransactionId forget_store_subid;
 
-// Makes room for one more entry, so that recording it after a slot was taken
-// cannot fail.
+// Makes room for count more entries, so that recording them after slots
+// were taken cannot fail.
 static void
-pending_reserve_one()
+pending_reserve(int count)
 {
-	if (npending < pending_capacity)
+	if (npending + count <= pending_capacity)
 		return;
-	int capacity = pending_capacity == 0 ? 16 : pending_capacity * 2;
+	int capacity = Max(16, Max(pending_capacity * 2, npending + count));
 	if (pending == nullptr)
 		pending = static_cast<Pending *>(MemoryContextAlloc(TopMemoryContext, capacity * sizeof(Pending)));
 	else
@@ -278,7 +278,7 @@ reserve_slot(Store *store, int64 jobid, Oid run_as, Oid login_role, TimestampTz 
 		namestrcpy(&init.set_role, run_as_name);
 	}
 	xact_register_callbacks();
-	pending_reserve_one();
+	pending_reserve(1);
 	int index = board_reserve(init);
 	if (index < 0)
 		return false;
@@ -289,8 +289,8 @@ reserve_slot(Store *store, int64 jobid, Oid run_as, Oid login_role, TimestampTz 
 	return true;
 }
 
-static Oid
-sequence_oid()
+Oid
+task_sequence_oid()
 {
 	Oid nsp = get_namespace_oid("lantern", true);
 	Oid seq = OidIsValid(nsp) ? get_relname_relid("tasks_jobid_seq", nsp) : InvalidOid;
@@ -328,7 +328,7 @@ submit_task(Store *store, const NewTask &task, TimestampTz *started_at_out, cons
 						errmsg("permission denied to submit a task as role \"%s\"", username),
 						errdetail("Only roles that could SET ROLE to \"%s\" may submit tasks that run as it.", username)));
 
-	int64 jobid = task.has_jobid ? task.jobid : nextval_internal(sequence_oid(), true);
+	int64 jobid = task.has_jobid ? task.jobid : nextval_internal(task_sequence_oid(), true);
 	if (jobid <= 0)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("jobid must be positive")));
 	TimestampTz submitted_at = task.has_started_at ? task.started_at : GetCurrentTransactionStartTimestamp();
@@ -402,88 +402,155 @@ record_canceled(Store *store, int64 jobid)
 		store_record_end(store, row, "canceled", "Canceled by user");
 }
 
+// The durable state of a task to cancel: its row, read with snap, checked
+// for visibility and cancel rights. Returns false (or errors unless quiet)
+// when the caller may not cancel it; *ended when it has ended already.
+static bool
+check_cancelable(Store *store, int64 jobid, Snapshot snap, bool quiet, bool *ended, uint64 *row_board)
+{
+	HeapTuple row = store_fetch(store, jobid, snap);
+	TupleDesc desc = RelationGetDescr(store->rel);
+	bool isnull;
+	Oid run_as = row ? DatumGetObjectId(heap_getattr(row, Col_run_as, desc, &isnull)) : InvalidOid;
+	Visibility vis;
+	visibility_init(&vis);
+	if (row == nullptr || !visibility_check(&vis, run_as)) {
+		if (quiet)
+			return false;
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("task %lld does not exist", (long long)jobid)));
+	}
+	if (!may_cancel(run_as)) {
+		if (quiet)
+			return false;
+		ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						errmsg("permission denied to cancel task %lld", (long long)jobid),
+						errdetail("Only roles with the privileges of the role whose task is being canceled or "
+								  "with privileges of the \"pg_signal_backend\" role may cancel this task.")));
+	}
+	*ended = !duration_is_null(row, desc);
+	*row_board = static_cast<uint64>(DatumGetInt64(heap_getattr(row, Col_board_id, desc, &isnull)));
+	return true;
+}
+
+struct CancelItem {
+	int64 jobid;
+	uint64 row_board;
+	bool done;
+	bool result;
+	bool write_row;
+};
+
+// Cancels a set of tasks. All queued ones leave the queue under one lock
+// hold, before any running one is stopped: a slot freed by a stopped task
+// can then not start a task that was queued when this was called.
+static void
+cancel_items(Store *store, CancelItem *items, int n, bool quiet)
+{
+	Snapshot snap = GetActiveSnapshot();
+	for (int i = 0; i < n; i++) {
+		bool ended = false;
+		items[i].done = !check_cancelable(store, items[i].jobid, snap, quiet, &ended, &items[i].row_board) || ended;
+	}
+	Oid store_relid = RelationGetRelid(store->rel);
+	TransactionId my_xid = GetTopTransactionId(); // a Canceling slot names it; get it before locking
+	pending_reserve(n);
+	for (;;) {
+		TransactionId wait_for = InvalidTransactionId;
+		bool wake = false;
+		LWLockAcquire(board_lock(), LW_EXCLUSIVE);
+		for (int pass = 0; pass < 2; pass++) {
+			for (int i = 0; i < n; i++) {
+				CancelItem &it = items[i];
+				if (it.done)
+					continue;
+				int index = board_find(store_relid, it.jobid);
+				TaskSlot *s = index >= 0 ? board_slot(index) : nullptr;
+				bool queued = s != nullptr && (s->state == SlotState::Queued ||
+											   (s->state == SlotState::Reserved && s->owner_pid == MyProcPid));
+				if (pass == 0) {
+					if (queued) {
+						note_pending_cancel(index, s->generation, s->state);
+						s->state = SlotState::Canceling;
+						s->owner_pid = MyProcPid;
+						s->owner_xid = my_xid;
+						it.done = it.result = it.write_row = true;
+					}
+					continue;
+				}
+				if (s == nullptr) {
+					// Not on the board: a row of an earlier server life that recovery
+					// has not reached yet (cancel it here), or a task that just ended.
+					it.done = true;
+					it.result = it.write_row = it.row_board != board_id();
+				} else if (s->state == SlotState::Canceling) {
+					if (s->owner_pid == MyProcPid)
+						it.done = it.result = true;
+					else if (!TransactionIdIsValid(wait_for))
+						wait_for = s->owner_xid;
+				} else if (s->state == SlotState::Starting || s->state == SlotState::Running) {
+					s->cancel_requested = true;
+					it.done = it.result = wake = true;
+				} else {
+					it.done = true; // its outcome is being recorded
+				}
+			}
+		}
+		LWLockRelease(board_lock());
+		if (wake)
+			board_wake_executor();
+		for (int i = 0; i < n; i++)
+			if (items[i].write_row) {
+				record_canceled(store, items[i].jobid);
+				items[i].write_row = false;
+			}
+		if (!TransactionIdIsValid(wait_for))
+			break;
+		// Another transaction is canceling a task: wait for it like for a row
+		// lock, then look again with a fresh snapshot.
+		XactLockTableWait(wait_for, nullptr, nullptr, XLTW_None);
+		snap = GetLatestSnapshot();
+		for (int i = 0; i < n; i++) {
+			if (items[i].done)
+				continue;
+			bool ended = false;
+			items[i].done = !check_cancelable(store, items[i].jobid, snap, true, &ended, &items[i].row_board) || ended;
+		}
+	}
+}
+
 bool
 cancel_task_internal(int64 jobid, bool quiet)
 {
 	require_preloaded();
 	PreventCommandIfReadOnly("lantern.cancel_task()");
-	(void)GetTopTransactionId(); // a Canceling slot names our xid; get it before locking
 	Store store;
 	store_open(&store, RowExclusiveLock);
-	Snapshot snap = GetActiveSnapshot();
-	bool result = false;
-	for (;;) {
-		HeapTuple row = store_fetch(&store, jobid, snap);
-		bool isnull;
-		Oid run_as = row ? DatumGetObjectId(heap_getattr(row, Col_run_as, RelationGetDescr(store.rel), &isnull))
-						 : InvalidOid;
-		Visibility vis;
-		visibility_init(&vis);
-		if (row == nullptr || !visibility_check(&vis, run_as)) {
-			if (quiet)
-				break;
-			ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("task %lld does not exist", (long long)jobid)));
-		}
-		if (!may_cancel(run_as)) {
-			if (quiet)
-				break;
-			ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-							errmsg("permission denied to cancel task %lld", (long long)jobid),
-							errdetail("Only roles with the privileges of the role whose task is being canceled or "
-									  "with privileges of the \"pg_signal_backend\" role may cancel this task.")));
-		}
-		Datum status = heap_getattr(row, Col_status, RelationGetDescr(store.rel), &isnull);
-		const char *status_text = isnull ? "" : TextDatumGetCString(status);
-		if (strcmp(status_text, "queued") != 0 && strcmp(status_text, "running") != 0)
-			break; // already ended
-		uint64 row_board = static_cast<uint64>(
-			DatumGetInt64(heap_getattr(row, Col_board_id, RelationGetDescr(store.rel), &isnull)));
-
-		pending_reserve_one();
-		TransactionId wait_for = InvalidTransactionId;
-		bool write_row = false;
-		LWLockAcquire(board_lock(), LW_EXCLUSIVE);
-		int index = board_find(RelationGetRelid(store.rel), jobid);
-		TaskSlot *s = index >= 0 ? board_slot(index) : nullptr;
-		if (s == nullptr) {
-			// Not on the board: a row left by an earlier server life that recovery
-			// has not reached yet (cancel it here), or a task that just ended.
-			write_row = row_board != board_id();
-			result = write_row;
-		} else if (s->state == SlotState::Queued ||
-				   (s->state == SlotState::Reserved && s->owner_pid == MyProcPid)) {
-			note_pending_cancel(index, s->generation, s->state);
-			s->state = SlotState::Canceling;
-			s->owner_pid = MyProcPid;
-			s->owner_xid = GetTopTransactionId();
-			write_row = true;
-			result = true;
-		} else if (s->state == SlotState::Canceling) {
-			if (s->owner_pid == MyProcPid)
-				result = true;
-			else
-				wait_for = s->owner_xid;
-		} else if (s->state == SlotState::Starting || s->state == SlotState::Running) {
-			s->cancel_requested = true;
-			result = true;
-		}
-		LWLockRelease(board_lock());
-
-		if (TransactionIdIsValid(wait_for)) {
-			// Another transaction is canceling this task: wait for it like a row
-			// lock, then look again with a fresh snapshot.
-			XactLockTableWait(wait_for, nullptr, nullptr, XLTW_None);
-			snap = GetLatestSnapshot();
-			continue;
-		}
-		if (write_row)
-			record_canceled(&store, jobid);
-		else if (result)
-			board_wake_executor();
-		break;
-	}
+	CancelItem item = {jobid, 0, false, false, false};
+	cancel_items(&store, &item, 1, quiet);
 	store_close(&store, RowExclusiveLock);
-	return result;
+	return item.result;
+}
+
+void
+cancel_all_tasks()
+{
+	require_preloaded();
+	PreventCommandIfReadOnly("lantern.cancel_all_async_tasks()");
+	Store store;
+	store_open(&store, RowExclusiveLock);
+	Oid store_relid = RelationGetRelid(store.rel);
+	CancelItem *items = static_cast<CancelItem *>(palloc0(sizeof(CancelItem) * board_nslots()));
+	int n = 0;
+	LWLockAcquire(board_lock(), LW_SHARED);
+	for (int i = 0; i < board_nslots(); i++) {
+		const TaskSlot *s = board_slot(i);
+		if (s->dboid == MyDatabaseId && s->store_relid == store_relid &&
+			(s->state == SlotState::Queued || s->state == SlotState::Starting || s->state == SlotState::Running))
+			items[n++].jobid = s->jobid;
+	}
+	LWLockRelease(board_lock());
+	cancel_items(&store, items, n, true);
+	store_close(&store, RowExclusiveLock);
 }
 
 } // namespace lantern
