@@ -19,7 +19,7 @@ CREATE TABLE progress_samples (at timestamptz, statement int, statements int,
                                command text, phase text, percent_done numeric,
                                current_statement text);
 
-SELECT lantern.async_task('SET maintenance_work_mem = ''16MB''; CREATE INDEX progress_idx ON progress_items (slow_key(id))',
+SELECT lantern.async_task('SET maintenance_work_mem = ''16MB''; SET max_parallel_maintenance_workers = 0; CREATE INDEX progress_idx ON progress_items (slow_key(id))',
                           'progress') AS jobid \gset
 
 -- Sample the view until the task ends, committing between samples.
@@ -43,7 +43,7 @@ $$;
 
 SELECT status FROM lantern.tasks WHERE jobid = :jobid;
 
--- While the index was built: statement 2 of 2, the CREATE INDEX command and
+-- While the index was built: statement 3 of 3, the CREATE INDEX command and
 -- its phase, and a percent that rose over time.
 SELECT statement, statements, command, phase, current_statement
   FROM progress_samples
