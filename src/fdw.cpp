@@ -333,6 +333,7 @@ static void
 begin_modify(ModifyTableState *mtstate, ResultRelInfo *rinfo, CmdType operation)
 {
 	require_preloaded();
+	check_is_tasks_table(RelationGetRelid(rinfo->ri_RelationDesc));
 	ModifyState *st = static_cast<ModifyState *>(palloc0(sizeof(ModifyState)));
 	store_open(&st->store, RowExclusiveLock);
 	if (operation == CMD_DELETE) {

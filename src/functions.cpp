@@ -116,6 +116,8 @@ extern "C" Datum
 lantern_wait_task(PG_FUNCTION_ARGS)
 {
 	require_preloaded();
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
 	int64 jobid = PG_GETARG_INT64(0);
 	long timeout_ms = -1;
 	if (!PG_ARGISNULL(1)) {

@@ -453,9 +453,12 @@ cancel_items(Store *store, CancelItem *items, int n, bool quiet)
 	}
 	Oid store_relid = RelationGetRelid(store->rel);
 	TransactionId my_xid = GetTopTransactionId(); // a Canceling slot names it; get it before locking
+	xact_register_callbacks();
 	pending_reserve(n);
 	for (;;) {
+		CHECK_FOR_INTERRUPTS();
 		TransactionId wait_for = InvalidTransactionId;
+		bool retry_soon = false;
 		bool wake = false;
 		LWLockAcquire(board_lock(), LW_EXCLUSIVE);
 		for (int pass = 0; pass < 2; pass++) {
@@ -485,6 +488,8 @@ cancel_items(Store *store, CancelItem *items, int n, bool quiet)
 				} else if (s->state == SlotState::Canceling) {
 					if (s->owner_pid == MyProcPid)
 						it.done = it.result = true;
+					else if (!TransactionIdIsInProgress(s->owner_xid))
+						retry_soon = true; // its canceler ended; its callback lets go of the slot now
 					else if (!TransactionIdIsValid(wait_for))
 						wait_for = s->owner_xid;
 				} else if (s->state == SlotState::Starting || s->state == SlotState::Running) {
@@ -503,6 +508,10 @@ cancel_items(Store *store, CancelItem *items, int n, bool quiet)
 				record_canceled(store, items[i].jobid);
 				items[i].write_row = false;
 			}
+		if (retry_soon && !TransactionIdIsValid(wait_for)) {
+			pg_usleep(1000L);
+			continue;
+		}
 		if (!TransactionIdIsValid(wait_for))
 			break;
 		// Another transaction is canceling a task: wait for it like for a row
