@@ -82,6 +82,37 @@ for my $mode ('immediate', 'fast')
 	is( task_backends($node), '0', "$mode: no task backend is left over");
 }
 
+# A task queued in a database that does not accept connections when the
+# server restarts: recovery still reaches it, and it ends (refused, with the
+# server's text) instead of staying queued forever.
+$node->safe_psql('postgres', 'CREATE DATABASE closed');
+$node->safe_psql('closed', 'CREATE EXTENSION lantern_fdw; CREATE TABLE runs (tag text)');
+{
+	my @sleepers = map { submit($node, $_, 'SELECT pg_sleep(600)') } ('postgres', 'db2');
+	wait_sql($node, 'postgres',
+		"SELECT count(*) = 2 FROM pg_stat_activity WHERE application_name LIKE 'lantern_fdw task%' AND query LIKE '%pg_sleep(600)%' AND state = 'active'",
+		't', 'closed: both sleepers are running');
+	my $q = submit($node, 'closed', "INSERT INTO runs VALUES ('closed')");
+	$node->safe_psql('postgres', 'ALTER DATABASE closed ALLOW_CONNECTIONS false');
+	$node->stop('immediate');
+	my $offset = -s $node->logfile;
+	$node->start;
+	$node->wait_for_log(qr/database "closed" is not currently accepting connections/, $offset);
+	pass('closed: after the restart the executor tried to run the task');
+	$node->safe_psql('postgres', 'ALTER DATABASE closed ALLOW_CONNECTIONS true');
+	ok(poll_for($node, 'closed', "SELECT duration IS NOT NULL FROM lantern.tasks WHERE jobid = $q", 't', 15),
+		'closed: the task has ended');
+	my ($status, $msg) = split /\|/, $node->safe_psql('closed', "SELECT status, error_message FROM lantern.tasks WHERE jobid = $q");
+	is($status, 'failed', 'closed: it failed');
+	like($msg, qr/FATAL:  database "closed" is not currently accepting connections/, "closed: with the server's text");
+	is($node->safe_psql('closed', 'SELECT count(*) FROM runs'), '0', 'closed: it did not run');
+	for my $db ('postgres', 'db2')
+	{
+		wait_sql($node, $db, 'SELECT count(*) = 0 FROM lantern.tasks WHERE duration IS NULL', 't',
+			"closed: the sleeper in $db has ended");
+	}
+}
+
 # Nothing is left active anywhere.
 for my $db ('postgres', 'db2')
 {

@@ -104,6 +104,42 @@ sub check_queued_ran_once
 		'kill: the postmaster saw the executor die');
 }
 
+# ---- a task's backend terminated by an administrator ----------------------
+{
+	my ($sleepers, $queued, $pids) = load_tasks('termtask');
+	my $exec = executor_pid($node);
+	my ($victim) = split /,/, $pids;
+	is($node->safe_psql('postgres', "SELECT pg_terminate_backend($victim)"), 't', 'termtask: a task backend is terminated');
+	wait_sql($node, 'postgres',
+		"SELECT count(*) = 1 FROM lantern.tasks WHERE jobid IN (" . join(',', @$sleepers) . ") AND status = 'failed'",
+		't', 'termtask: its task failed');
+	like( $node->safe_psql('postgres',
+			"SELECT error_message FROM lantern.tasks WHERE jobid IN (" . join(',', @$sleepers) . ") AND status = 'failed'"),
+		qr/terminating connection due to administrator command/, 'termtask: with the server\'s reason');
+	is(executor_pid($node), $exec, 'termtask: the executor is the same process');
+	# The other sleeper still runs; cancel it to let the queue move.
+	$node->safe_psql('postgres', "SELECT lantern.cancel_task(jobid) FROM lantern.tasks WHERE jobid IN (" . join(',', @$sleepers) . ") AND status = 'running'");
+	check_queued_ran_once('termtask', $queued);
+}
+
+# ---- a task's backend killed with SIGKILL: the postmaster reinitializes ------
+{
+	my ($sleepers, $queued, $pids) = load_tasks('killtask');
+	my $old = executor_pid($node);
+	my ($victim) = split /,/, $pids;
+	ok(kill('KILL', $victim), 'killtask: SIGKILL sent to a task backend');
+	wait_sql($node, 'postgres',
+		"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'lantern_fdw executor' AND pid <> $old",
+		't', 'killtask: the server reinitialized and a new executor runs');
+	for my $id (@$sleepers)
+	{
+		is(wait_ended($node, 'postgres', $id), 'failed', "killtask: running task $id failed");
+		is(task_row($node, 'postgres', $id), "failed|t|$EXPECTED_RESTART_MESSAGE",
+			"killtask: running task $id failed with the restart message and a duration");
+	}
+	check_queued_ran_once('killtask', $queued);
+}
+
 is($node->safe_psql('postgres', 'SELECT count(*) FROM lantern.tasks WHERE duration IS NULL'),
 	'0', 'no task is left queued or running');
 $node->stop;
