@@ -143,6 +143,42 @@ $locker->quit;
 is(wait_ended($node, 'postgres', $victim), 'succeeded', 'forging: the task ends with its real outcome');
 executor_serves('forging');
 
+# ---- a task that deletes its own row ------------------------------------------
+($id, $status, $err) = run_task("DELETE FROM lantern.tasks WHERE jobid = $JOBID_OF_TASK", 'alice');
+is($status, 'failed', 'self-delete: a running task cannot delete its own row');
+like($err, qr/cannot delete task $id because it has not ended/, 'self-delete: refused with a clear error');
+executor_serves('self-delete');
+
+# ---- a task that submits a task ----------------------------------------------
+($id, $status, $err) = run_task(
+	"SELECT lantern.async_task('INSERT INTO t VALUES (''child of '' || current_user)')", 'alice');
+is($status, 'succeeded', 'nested: a task may submit a task');
+wait_sql($node, 'postgres', "SELECT count(*) = 1 FROM t WHERE v = 'child of alice'", 't',
+	'nested: the child task ran, as the same role');
+is($node->safe_psql('postgres', "SELECT username || ':' || status FROM lantern.tasks WHERE jobid = $id + 1"),
+	'alice:succeeded', 'nested: the child is recorded as alice\'s');
+executor_serves('nested');
+
+# ---- a task that cancels itself ----------------------------------------------
+($id, $status, $err) = run_task("SELECT lantern.cancel_task($JOBID_OF_TASK); SELECT pg_sleep(30); INSERT INTO t VALUES ('after-self-cancel')");
+is($status, 'canceled', 'self-cancel through lantern: canceled');
+is($err, 'Canceled by user', 'self-cancel through lantern: the usual message');
+is($node->safe_psql('postgres', "SELECT count(*) FROM t WHERE v = 'after-self-cancel'"), '0',
+	'self-cancel through lantern: its later statements did not run');
+executor_serves('self-cancel through lantern');
+
+# ---- a task that floods the executor with notices -------------------------------
+my $exec_status = slurp_file("/proc/$executor/status");
+my ($anon_before) = $exec_status =~ /^RssAnon:\s+(\d+) kB/m;
+($id, $status, $err) = run_task(
+	"DO \$\$ BEGIN FOR i IN 1..200000 LOOP RAISE NOTICE 'notice number %', i; END LOOP; END \$\$");
+is($status, 'succeeded', '200,000 notices: succeeded');
+$exec_status = slurp_file("/proc/$executor/status");
+my ($anon_after) = $exec_status =~ /^RssAnon:\s+(\d+) kB/m;
+ok($anon_after - $anon_before < 4 * 1024,
+	sprintf('200,000 notices: executor RssAnon grew by %d kB (< 4 MB)', $anon_after - $anon_before));
+executor_serves('notices');
+
 # ---- a task returning millions of rows: the executor's memory stays flat ------
 sub rss_kb
 {
