@@ -67,6 +67,52 @@ note 'failed tasks whose INSERT had committed: '
 	"SELECT count(*) FROM lantern.tasks t WHERE status = 'failed' AND EXISTS (SELECT 1 FROM runs r WHERE r.jobid = t.jobid)");
 is(task_row($node, 'postgres', $sleeper), "failed|t|$EXPECTED_RESTART_MESSAGE", 'the sleeper failed with the restart message');
 
+# ---- the executor terminated while recovery is under way ----------------------
+{
+	my $sleeper2 = submit($node, 'postgres', 'SELECT pg_sleep(600)');
+	wait_sql($node, 'postgres',
+		"SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'lantern_fdw task $sleeper2' AND state = 'active'",
+		't', 'phase 3: a sleeper runs');
+	$node->safe_psql('postgres', 'ALTER SYSTEM SET lantern_fdw.max_parallel_tasks = 1; SELECT pg_reload_conf()');
+	wait_sql($node, 'postgres', "SELECT current_setting('lantern_fdw.max_parallel_tasks') = '1'", 't',
+		'phase 3: one place');
+	my $first = $node->safe_psql('postgres',
+		"BEGIN; SELECT min(lantern.async_task('$lit')) FROM generate_series(1, 100); COMMIT;");
+	$node->stop('immediate');
+	$node->start;
+	my @killed;
+	for my $round (1 .. 2)
+	{
+		my $pid;
+		for (1 .. 600)
+		{
+			$pid = executor_pid($node);
+			last if $pid > 0 && !grep { $_ == $pid } @killed;
+			$pid = 0;
+		}
+		ok($pid > 0, "phase 3: executor $round is up");
+		$node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
+		push @killed, $pid;
+	}
+	wait_sql($node, 'postgres', "SELECT count(*) = 0 FROM lantern.tasks WHERE duration IS NULL", 't',
+		'phase 3: every task ended although the executor was terminated twice during recovery');
+	# A task running when the executor was terminated fails (one place: at
+	# most one per termination); every other one succeeded.
+	my $failed = $node->safe_psql('postgres',
+		"SELECT string_agg(error_message, E'\\n') FROM lantern.tasks WHERE jobid >= $first AND status <> 'succeeded'");
+	note "phase 3: tasks not succeeded: " . ($failed eq '' ? 'none' : $failed);
+	is( $node->safe_psql('postgres',
+			"SELECT count(*) FROM lantern.tasks WHERE jobid >= $first AND status <> 'succeeded' AND (status <> 'failed' OR error_message NOT LIKE 'ERROR:  the lantern_fdw executor stopped while the task was running%')"),
+		'0', 'phase 3: every recovered task succeeded, or failed because the executor stopped while it ran');
+	ok( $node->safe_psql('postgres', "SELECT count(*) FROM lantern.tasks WHERE jobid >= $first AND status = 'failed'") <= 2,
+		'phase 3: at most one task failed per termination');
+	is($node->safe_psql('postgres', 'SELECT count(*) FROM runs GROUP BY jobid HAVING count(*) > 1'), '',
+		'phase 3: no task ran twice');
+	is( $node->safe_psql('postgres',
+			"SELECT count(*) FROM lantern.tasks t WHERE jobid >= $first AND status = 'succeeded' AND (SELECT count(*) FROM runs r WHERE r.jobid = t.jobid) <> 1"),
+		'0', 'phase 3: each succeeded task ran exactly once');
+}
+
 $node->stop;
 check_server_log($node);
 done_testing();
