@@ -22,6 +22,7 @@ namespace {
 
 constexpr long kConnectTimeoutMs = 10000;
 constexpr long kCancelRetryMs = 100;
+constexpr long kCannotConnectPauseMs = 1000;
 constexpr long kMaintenanceRetryMs = 1000;
 constexpr long kMaxRetentionIntervalMs = 60000;
 constexpr int kMaxRecordAttempts = 2;
@@ -115,6 +116,7 @@ class Executor {
 	};
 	std::vector<WaitSocket> wait_sockets_; // as registered, after latch + postmaster
 	uint32 close_idle_seen_ = 0;
+	TimestampTz dispatch_paused_until_ = 0; // the server refused connections for now
 
 	// Maintenance workers, by database.
 	std::map<Oid, BackgroundWorkerHandle *> maintenance_;
@@ -183,6 +185,19 @@ set_slot(const SlotRef &ref, SlotState state, int backend_pid, int stmt_index, i
 	return cancel_requested;
 }
 
+// Puts a slot the executor took back in the queue, at its old place.
+void
+requeue_slot(const SlotRef &ref)
+{
+	LWLockAcquire(board_lock(), LW_EXCLUSIVE);
+	TaskSlot *s = board_slot(ref.index);
+	if (s->generation == ref.generation && s->state == SlotState::Starting) {
+		s->state = SlotState::Queued;
+		s->backend_pid = 0;
+	}
+	LWLockRelease(board_lock());
+}
+
 void
 free_slot(const SlotRef &ref)
 {
@@ -224,6 +239,9 @@ executor_host()
 void
 Executor::dispatch()
 {
+	if (dispatch_paused_until_ != 0 && GetCurrentTimestamp() < dispatch_paused_until_)
+		return;
+	dispatch_paused_until_ = 0;
 	while (static_cast<int>(jobs_.size()) < guc_max_parallel_tasks) {
 		TaskSlot picked;
 		SlotRef ref{-1, 0};
@@ -628,10 +646,30 @@ Executor::cleanup(Job &job)
 	send(job, "DISCARD ALL");
 }
 
+// The server refuses connections for now (starting up, shutting down, in
+// recovery: SQLSTATE 57P03): not the task's fault, and not final.
+bool
+cannot_connect_now(const std::string &message)
+{
+	return message.find("the database system is") != std::string::npos &&
+		   (message.find("shutting down") != std::string::npos || message.find("starting up") != std::string::npos ||
+			message.find("recovery mode") != std::string::npos ||
+			message.find("not yet accepting connections") != std::string::npos);
+}
+
 void
 Executor::connection_failed(Job &job, const std::string &message)
 {
 	std::string text = trim_trailing(message);
+	if (job.step == Step::Connecting && !job.cancel_requested && cannot_connect_now(text)) {
+		// Back in the queue, in its place; dispatching pauses for a while.
+		elog(LOG, "lantern_fdw: task %lld stays queued: %s", static_cast<long long>(job.jobid), text.c_str());
+		requeue_slot(job.ref);
+		dispatch_paused_until_ = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), kCannotConnectPauseMs);
+		job.conn.reset();
+		job.step = Step::Done;
+		return;
+	}
 	if (job.step == Step::Connecting) {
 		text += "\n";
 		text += kConnectHint;
@@ -867,6 +905,8 @@ Executor::wait_timeout(TimestampTz now) const
 		consider(TimestampTzPlusMilliseconds(c->idle_since, guc_idle_connection_timeout_ms));
 	if (maintenance_retry_at_ > now)
 		consider(maintenance_retry_at_);
+	if (dispatch_paused_until_ > now)
+		consider(dispatch_paused_until_);
 	if (!to_recover_.empty() || !to_retain_.empty())
 		consider(TimestampTzPlusMilliseconds(now, kMaintenanceRetryMs));
 	if (guc_task_retention_s > 0)
@@ -946,7 +986,8 @@ Executor::adopt_orphans()
 			s->state = SlotState::RecordPending;
 			s->outcome = Outcome::Failed;
 			strlcpy(s->message,
-					"ERROR:  the lantern_fdw executor stopped while the task was running; the task was terminated",
+					"ERROR:  the lantern_fdw executor stopped while the task was running; its backend was terminated, "
+					"and its statements that had not committed were rolled back",
 					sizeof(s->message));
 		}
 		s->backend_pid = 0;

@@ -10,7 +10,7 @@ namespace lantern {
 constexpr int kBatch = 500;
 
 static const char *const kRestartedMessage =
-	"ERROR:  the server restarted while the task was running; its work was rolled back";
+	"ERROR:  the server restarted while the task was running; its statements that had not committed were rolled back";
 
 static void
 begin_work()

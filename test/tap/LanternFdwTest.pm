@@ -19,7 +19,7 @@ our @EXPORT = qw(
 # The error message recovery writes for a task that was running when the
 # server restarted (src/maintenance.cpp).
 our $EXPECTED_RESTART_MESSAGE =
-  'ERROR:  the server restarted while the task was running; its work was rolled back';
+  'ERROR:  the server restarted while the task was running; its statements that had not committed were rolled back';
 
 # SQL for "the jobid of the task running this statement": record_start sets
 # application_name to 'lantern_fdw task <jobid>' in the task's session.

@@ -43,18 +43,19 @@ like(
 	'its error is the server\'s own');
 
 # Retention: C (active, older than everything) and B (recent) stay, A (ended
-# more than the retention period ago) goes.
+# longer ago than the retention period) goes. Retention is set only once A
+# is old enough, so that the pass it triggers at once removes A and not B.
 $node->safe_psql('postgres', 'DELETE FROM lantern.tasks');
 my $c = submit($node, 'postgres', 'SELECT pg_sleep(120)');
 wait_sql($node, 'postgres', "SELECT status = 'running' FROM lantern.tasks WHERE jobid = $c", 't', 'C runs');
 my $a = submit($node, 'postgres', 'SELECT 1');
 is(wait_ended($node, 'postgres', $a), 'succeeded', 'A ended');
-$node->safe_psql('postgres', "ALTER SYSTEM SET lantern_fdw.task_retention = '10s'; SELECT pg_reload_conf();");
 wait_sql($node, 'postgres',
-	"SELECT clock_timestamp() - (started_at + duration) > interval '10 s' FROM lantern.tasks WHERE jobid = $a",
-	't', 'A is older than the retention period');
+	"SELECT clock_timestamp() - (started_at + duration) > interval '9 s' FROM lantern.tasks WHERE jobid = $a",
+	't', 'A ended more than 9 s ago');
 my $b = submit($node, 'postgres', 'SELECT 2');
 is(wait_ended($node, 'postgres', $b), 'succeeded', 'B ended');
+$node->safe_psql('postgres', "ALTER SYSTEM SET lantern_fdw.task_retention = '8s'; SELECT pg_reload_conf();");
 wait_sql($node, 'postgres', "SELECT count(*) = 0 FROM lantern.tasks WHERE jobid = $a", 't', 'A was removed');
 is($node->safe_psql('postgres', "SELECT string_agg(jobid::text, ',' ORDER BY jobid) FROM lantern.tasks"),
 	"$c,$b", 'the active task C and the recent task B remain');
