@@ -7,7 +7,7 @@
 namespace lantern {
 
 struct Board {
-	LWLock *lock;				// guards every field below, and the slots
+	LWLock *lock;				// guards every field below, the slots and the index
 	ConditionVariable task_ended; // broadcast when a slot is freed
 	Latch *executor_latch;
 	int executor_pid;
@@ -15,12 +15,29 @@ struct Board {
 	uint64 next_queue_seq;
 	bool recovery_needed; // until the executor has had every database recovered
 	uint32 close_idle_requests; // bumped to make the executor close idle connections
-	int next_free_hint;
+	int free_head;
+	int active_head;
+	int active_count;
+	int queue_head, queue_tail;
+	int record_pending_count;
 	int nslots;
 	TaskSlot slots[FLEXIBLE_ARRAY_MEMBER];
 };
 
+// The index: (database, store, jobid) -> slot.
+struct BoardKey {
+	Oid dboid;
+	Oid store_relid;
+	int64 jobid;
+};
+struct BoardEntry {
+	BoardKey key;
+	int index;
+};
+
 static Board *the_board = nullptr;
+static HTAB *the_index = nullptr;
+static char *the_messages = nullptr; // nslots * kMessageLen, apart from the slots to keep them small
 
 const char *
 slot_state_name(SlotState s)
@@ -75,10 +92,18 @@ outcome_name(Outcome o)
 	return "";
 }
 
+static Size
+board_struct_size()
+{
+	return add_size(offsetof(Board, slots), mul_size(sizeof(TaskSlot), guc_max_tasks));
+}
+
 Size
 board_shmem_size()
 {
-	return add_size(offsetof(Board, slots), mul_size(sizeof(TaskSlot), guc_max_tasks));
+	Size size = board_struct_size();
+	size = add_size(size, mul_size(kMessageLen, guc_max_tasks));
+	return add_size(size, hash_estimate_size(guc_max_tasks, sizeof(BoardEntry)));
 }
 
 void
@@ -86,16 +111,29 @@ board_shmem_startup()
 {
 	bool found;
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	the_board = static_cast<Board *>(ShmemInitStruct("lantern_fdw board", board_shmem_size(), &found));
+	the_board = static_cast<Board *>(ShmemInitStruct("lantern_fdw board", board_struct_size(), &found));
+	bool found_messages;
+	the_messages = static_cast<char *>(ShmemInitStruct("lantern_fdw board messages",
+														mul_size(kMessageLen, guc_max_tasks), &found_messages));
 	if (!found) {
-		memset(the_board, 0, board_shmem_size());
+		memset(the_board, 0, board_struct_size());
 		the_board->lock = &(GetNamedLWLockTranche("lantern_fdw"))->lock;
 		ConditionVariableInit(&the_board->task_ended);
 		the_board->board_id = static_cast<uint64>(GetCurrentTimestamp()) ^ (static_cast<uint64>(getpid()) << 48);
 		the_board->next_queue_seq = 1;
 		the_board->recovery_needed = true;
 		the_board->nslots = guc_max_tasks;
+		the_board->active_head = the_board->queue_head = the_board->queue_tail = -1;
+		for (int i = 0; i < guc_max_tasks; i++)
+			the_board->slots[i].free_next = i + 1 < guc_max_tasks ? i + 1 : -1;
+		the_board->free_head = 0;
 	}
+	HASHCTL info;
+	memset(&info, 0, sizeof(info));
+	info.keysize = sizeof(BoardKey);
+	info.entrysize = sizeof(BoardEntry);
+	the_index = ShmemInitHash("lantern_fdw board index", guc_max_tasks, guc_max_tasks, &info,
+							  HASH_ELEM | HASH_BLOBS | HASH_FIXED_SIZE);
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -204,40 +242,163 @@ board_close_idle_requests()
 	return n;
 }
 
+static BoardKey
+make_key(Oid dboid, Oid store_relid, int64 jobid)
+{
+	BoardKey key;
+	memset(&key, 0, sizeof(key));
+	key.dboid = dboid;
+	key.store_relid = store_relid;
+	key.jobid = jobid;
+	return key;
+}
+
 int
 board_find(Oid store_relid, int64 jobid)
 {
-	for (int i = 0; i < the_board->nslots; i++) {
-		const TaskSlot &s = the_board->slots[i];
-		if (s.state != SlotState::Free && s.jobid == jobid && s.dboid == MyDatabaseId && s.store_relid == store_relid)
-			return i;
-	}
-	return -1;
+	BoardKey key = make_key(MyDatabaseId, store_relid, jobid);
+	BoardEntry *e = static_cast<BoardEntry *>(hash_search(the_index, &key, HASH_FIND, nullptr));
+	return e != nullptr ? e->index : -1;
 }
 
 int
 board_reserve(const TaskSlot &init)
 {
-	int found = -1;
 	LWLockAcquire(the_board->lock, LW_EXCLUSIVE);
-	int n = the_board->nslots;
-	for (int k = 0; k < n; k++) {
-		int i = (the_board->next_free_hint + k) % n;
-		if (the_board->slots[i].state == SlotState::Free) {
-			found = i;
-			break;
-		}
+	int index = the_board->free_head;
+	if (index < 0) {
+		LWLockRelease(the_board->lock);
+		return -1;
 	}
-	if (found >= 0) {
-		TaskSlot *s = &the_board->slots[found];
-		uint32 generation = s->generation + 1;
-		memcpy(s, &init, sizeof(TaskSlot));
-		s->generation = generation;
-		s->state = SlotState::Reserved;
-		the_board->next_free_hint = (found + 1) % n;
+	BoardKey key = make_key(init.dboid, init.store_relid, init.jobid);
+	bool found;
+	BoardEntry *e = static_cast<BoardEntry *>(hash_search(the_index, &key, HASH_ENTER_NULL, &found));
+	if (e == nullptr || found) {
+		LWLockRelease(the_board->lock);
+		ereport(ERROR, (errcode(ERRCODE_UNIQUE_VIOLATION), errmsg("task %lld is already active", (long long)init.jobid)));
 	}
+	e->index = index;
+	TaskSlot *s = &the_board->slots[index];
+	the_board->free_head = s->free_next;
+	uint32 generation = s->generation + 1;
+	memcpy(s, &init, sizeof(TaskSlot));
+	s->generation = generation;
+	s->state = SlotState::Reserved;
+	s->free_next = -1;
+	s->queue_prev = s->queue_next = -1;
+	s->active_prev = -1;
+	s->active_next = the_board->active_head;
+	if (the_board->active_head >= 0)
+		the_board->slots[the_board->active_head].active_prev = index;
+	the_board->active_head = index;
+	the_board->active_count++;
 	LWLockRelease(the_board->lock);
-	return found;
+	return index;
+}
+
+static void
+queue_remove(int index)
+{
+	TaskSlot *s = &the_board->slots[index];
+	if (s->queue_prev >= 0)
+		the_board->slots[s->queue_prev].queue_next = s->queue_next;
+	else
+		the_board->queue_head = s->queue_next;
+	if (s->queue_next >= 0)
+		the_board->slots[s->queue_next].queue_prev = s->queue_prev;
+	else
+		the_board->queue_tail = s->queue_prev;
+	s->queue_prev = s->queue_next = -1;
+}
+
+// Inserts in queue_seq order: at the tail for a new task, further up for
+// one that goes back to its old place.
+static void
+queue_insert(int index)
+{
+	TaskSlot *s = &the_board->slots[index];
+	int after = the_board->queue_tail;
+	while (after >= 0 && the_board->slots[after].queue_seq > s->queue_seq)
+		after = the_board->slots[after].queue_prev;
+	int before = after >= 0 ? the_board->slots[after].queue_next : the_board->queue_head;
+	s->queue_prev = after;
+	s->queue_next = before;
+	if (after >= 0)
+		the_board->slots[after].queue_next = index;
+	else
+		the_board->queue_head = index;
+	if (before >= 0)
+		the_board->slots[before].queue_prev = index;
+	else
+		the_board->queue_tail = index;
+}
+
+void
+board_set_state(int index, SlotState state)
+{
+	TaskSlot *s = &the_board->slots[index];
+	SlotState old = s->state;
+	if (old == state || old == SlotState::Free)
+		return;
+	if (old == SlotState::Queued)
+		queue_remove(index);
+	if (old == SlotState::RecordPending)
+		the_board->record_pending_count--;
+	s->state = state;
+	if (state == SlotState::Queued)
+		queue_insert(index);
+	else if (state == SlotState::RecordPending)
+		the_board->record_pending_count++;
+	else if (state == SlotState::Free) {
+		BoardKey key = make_key(s->dboid, s->store_relid, s->jobid);
+		hash_search(the_index, &key, HASH_REMOVE, nullptr);
+		if (s->active_prev >= 0)
+			the_board->slots[s->active_prev].active_next = s->active_next;
+		else
+			the_board->active_head = s->active_next;
+		if (s->active_next >= 0)
+			the_board->slots[s->active_next].active_prev = s->active_prev;
+		s->active_prev = s->active_next = -1;
+		the_board->active_count--;
+		s->free_next = the_board->free_head;
+		the_board->free_head = index;
+	}
+}
+
+int
+board_first_active()
+{
+	return the_board->active_head;
+}
+
+int
+board_next_active(int index)
+{
+	return the_board->slots[index].active_next;
+}
+
+int
+board_active_count()
+{
+	return the_board->active_count;
+}
+
+int
+board_queue_head()
+{
+	return the_board->queue_head;
+}
+
+int
+board_record_pending_count()
+{
+	return the_board->record_pending_count;
+}
+
+char *
+board_message(int index)
+{
+	return the_messages + static_cast<Size>(index) * kMessageLen;
 }
 
 // Called with the lock held by the xact callbacks and the executor.

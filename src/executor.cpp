@@ -171,7 +171,7 @@ set_slot(const SlotRef &ref, SlotState state, int backend_pid, int stmt_index, i
 	TaskSlot *s = board_slot(ref.index);
 	if (s->generation == ref.generation && s->state != SlotState::Free) {
 		cancel_requested = s->cancel_requested;
-		s->state = state;
+		board_set_state(ref.index, state);
 		if (backend_pid >= 0)
 			s->backend_pid = backend_pid;
 		if (stmt_index >= 0)
@@ -192,8 +192,8 @@ requeue_slot(const SlotRef &ref)
 	LWLockAcquire(board_lock(), LW_EXCLUSIVE);
 	TaskSlot *s = board_slot(ref.index);
 	if (s->generation == ref.generation && s->state == SlotState::Starting) {
-		s->state = SlotState::Queued;
 		s->backend_pid = 0;
+		board_set_state(ref.index, SlotState::Queued);
 	}
 	LWLockRelease(board_lock());
 }
@@ -204,7 +204,7 @@ free_slot(const SlotRef &ref)
 	LWLockAcquire(board_lock(), LW_EXCLUSIVE);
 	TaskSlot *s = board_slot(ref.index);
 	if (s->generation == ref.generation)
-		s->state = SlotState::Free;
+		board_set_state(ref.index, SlotState::Free);
 	LWLockRelease(board_lock());
 	ConditionVariableBroadcast(board_cv());
 }
@@ -215,9 +215,9 @@ mark_record_pending(const SlotRef &ref, Outcome outcome, const std::string &mess
 	LWLockAcquire(board_lock(), LW_EXCLUSIVE);
 	TaskSlot *s = board_slot(ref.index);
 	if (s->generation == ref.generation && s->state != SlotState::Free) {
-		s->state = SlotState::RecordPending;
 		s->outcome = outcome;
-		strlcpy(s->message, message.c_str(), sizeof(s->message));
+		strlcpy(board_message(ref.index), message.c_str(), kMessageLen);
+		board_set_state(ref.index, SlotState::RecordPending);
 	}
 	LWLockRelease(board_lock());
 }
@@ -246,19 +246,12 @@ Executor::dispatch()
 		TaskSlot picked;
 		SlotRef ref{-1, 0};
 		LWLockAcquire(board_lock(), LW_EXCLUSIVE);
-		uint64 best = UINT64_MAX;
-		for (int i = 0; i < board_nslots(); i++) {
-			const TaskSlot *s = board_slot(i);
-			if (s->state == SlotState::Queued && s->queue_seq < best) {
-				best = s->queue_seq;
-				ref.index = i;
-			}
-		}
+		ref.index = board_queue_head();
 		if (ref.index >= 0) {
 			TaskSlot *s = board_slot(ref.index);
-			s->state = SlotState::Starting;
 			s->backend_pid = 0;
 			s->cancel_sent = false;
+			board_set_state(ref.index, SlotState::Starting);
 			ref.generation = s->generation;
 			memcpy(&picked, s, sizeof(TaskSlot));
 		}
@@ -781,13 +774,11 @@ Executor::manage_maintenance(TimestampTz now)
 
 	// Databases with outcomes to write.
 	std::set<Oid> pending_dbs;
-	std::vector<SlotRef> abandoned;
 	LWLockAcquire(board_lock(), LW_SHARED);
-	for (int i = 0; i < board_nslots(); i++) {
-		const TaskSlot *s = board_slot(i);
-		if (s->state == SlotState::RecordPending)
-			pending_dbs.insert(s->dboid);
-	}
+	if (board_record_pending_count() > 0)
+		for (int i = board_first_active(); i >= 0; i = board_next_active(i))
+			if (board_slot(i)->state == SlotState::RecordPending)
+				pending_dbs.insert(board_slot(i)->dboid);
 	LWLockRelease(board_lock());
 
 	auto start = [&](Oid db, bool recover) {
@@ -808,12 +799,13 @@ Executor::manage_maintenance(TimestampTz now)
 		if (++maintenance_attempts_[db] > kMaxMaintenanceAttempts) {
 			// The database is gone or refuses workers: give the slots up.
 			LWLockAcquire(board_lock(), LW_EXCLUSIVE);
-			for (int i = 0; i < board_nslots(); i++) {
+			for (int i = board_first_active(), next; i >= 0; i = next) {
+				next = board_next_active(i);
 				TaskSlot *s = board_slot(i);
 				if (s->state == SlotState::RecordPending && s->dboid == db) {
 					elog(WARNING, "lantern_fdw: could not record the outcome of task %lld in database %u: %s",
-						 static_cast<long long>(s->jobid), db, s->message);
-					s->state = SlotState::Free;
+						 static_cast<long long>(s->jobid), db, board_message(i));
+					board_set_state(i, SlotState::Free);
 				}
 			}
 			LWLockRelease(board_lock());
@@ -973,22 +965,21 @@ Executor::adopt_orphans()
 {
 	std::vector<int> pids;
 	LWLockAcquire(board_lock(), LW_EXCLUSIVE);
-	for (int i = 0; i < board_nslots(); i++) {
+	for (int i = board_first_active(); i >= 0; i = board_next_active(i)) {
 		TaskSlot *s = board_slot(i);
 		if (s->state != SlotState::Starting && s->state != SlotState::Running && s->state != SlotState::Ending)
 			continue;
 		if (s->backend_pid != 0)
 			pids.push_back(s->backend_pid);
 		if (s->state == SlotState::Starting) {
-			s->state = SlotState::Queued;
-			s->queue_seq = board_next_queue_seq();
+			board_set_state(i, SlotState::Queued); // its old place in the queue
 		} else {
-			s->state = SlotState::RecordPending;
 			s->outcome = Outcome::Failed;
-			strlcpy(s->message,
+			strlcpy(board_message(i),
 					"ERROR:  the lantern_fdw executor stopped while the task was running; its backend was terminated, "
 					"and its statements that had not committed were rolled back",
-					sizeof(s->message));
+					kMessageLen);
+			board_set_state(i, SlotState::RecordPending);
 		}
 		s->backend_pid = 0;
 	}

@@ -158,9 +158,9 @@ begin_foreign_scan(ForeignScanState *node, int eflags)
 	visibility_init(&st->visibility);
 
 	// A copy of the live state of this database's tasks, for the overlay.
-	st->live = static_cast<LiveState *>(palloc(sizeof(LiveState) * board_nslots()));
 	LWLockAcquire(board_lock(), LW_SHARED);
-	for (int i = 0; i < board_nslots(); i++) {
+	st->live = static_cast<LiveState *>(palloc(sizeof(LiveState) * Max(1, board_active_count())));
+	for (int i = board_first_active(); i >= 0; i = board_next_active(i)) {
 		const TaskSlot *s = board_slot(i);
 		if (s->state != SlotState::Free && s->dboid == MyDatabaseId && s->store_relid == RelationGetRelid(st->store.rel))
 			st->live[st->nlive++] = LiveState{s->jobid, s->state};

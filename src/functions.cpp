@@ -274,9 +274,9 @@ lantern_active_tasks(PG_FUNCTION_ARGS)
 	store_close(&store, AccessShareLock);
 
 	int n = 0;
-	TaskSlot *copies = static_cast<TaskSlot *>(palloc(sizeof(TaskSlot) * board_nslots()));
 	LWLockAcquire(board_lock(), LW_SHARED);
-	for (int i = 0; i < board_nslots(); i++) {
+	TaskSlot *copies = static_cast<TaskSlot *>(palloc(sizeof(TaskSlot) * Max(1, board_active_count())));
+	for (int i = board_first_active(); i >= 0; i = board_next_active(i)) {
 		const TaskSlot *s = board_slot(i);
 		if (s->state != SlotState::Free && s->state != SlotState::Reserved && s->dboid == MyDatabaseId &&
 			s->store_relid == relid)

@@ -58,7 +58,11 @@ struct TaskSlot {
 	int stmt_count;
 	NameData connect_as; // login role of the task connection
 	NameData set_role;	 // role to SET ROLE to after connecting ("" = none)
-	char message[kMessageLen]; // RecordPending: error_message to record
+	// Links of the board's lists (slot indexes, -1 = none): the free list,
+	// the list of active (non-free) slots, and the FIFO of queued slots.
+	int free_next;
+	int active_prev, active_next;
+	int queue_prev, queue_next;
 };
 
 // A copy of a slot with the coordinates needed to act on it later.
@@ -90,13 +94,26 @@ void board_request_close_idle();
 uint32 board_close_idle_requests();
 
 // Finds the slot of a task of the current database's store; caller holds
-// the lock. -1 if none.
+// the lock. -1 if none. Constant time (a shared hash table).
 int board_find(Oid store_relid, int64 jobid);
 
 // Submitting: returns the slot index or -1 when the board is full.
 int board_reserve(const TaskSlot &init);
+
+// Every state change goes through here (exclusive lock held): it keeps the
+// lists and the index in step. Free returns the slot to the free list.
+void board_set_state(int index, SlotState state);
+// The active (non-free) slots, in no particular order: for (i = first; i >= 0; i = next(i)).
+int board_first_active();
+int board_next_active(int index);
+// The queued slot that has waited longest, or -1.
+int board_queue_head();
+int board_record_pending_count();
+// RecordPending: the error_message to record (kMessageLen bytes).
+char *board_message(int index);
 // Next FIFO position; caller holds the lock exclusively.
 uint64 board_next_queue_seq();
+int board_active_count();
 
 // ---- store (store.cpp): the durable record, _lantern_fdw.task_log ----
 enum StoreColumn {

@@ -81,9 +81,10 @@ static void
 write_pending_outcomes(Oid store_relid)
 {
 	int n = 0;
-	PendingOutcome *items = static_cast<PendingOutcome *>(palloc(sizeof(PendingOutcome) * board_nslots()));
 	LWLockAcquire(board_lock(), LW_SHARED);
-	for (int i = 0; i < board_nslots(); i++) {
+	PendingOutcome *items =
+		static_cast<PendingOutcome *>(palloc(sizeof(PendingOutcome) * Max(1, board_record_pending_count())));
+	for (int i = board_first_active(); i >= 0 && n < board_record_pending_count(); i = board_next_active(i)) {
 		const TaskSlot *s = board_slot(i);
 		if (s->state != SlotState::RecordPending || s->dboid != MyDatabaseId || s->store_relid != store_relid)
 			continue;
@@ -91,7 +92,7 @@ write_pending_outcomes(Oid store_relid)
 		p.ref = SlotRef{i, s->generation};
 		p.jobid = s->jobid;
 		p.outcome = s->outcome;
-		memcpy(p.message, s->message, kMessageLen);
+		memcpy(p.message, board_message(i), kMessageLen);
 	}
 	LWLockRelease(board_lock());
 	if (n == 0)
@@ -115,7 +116,7 @@ write_pending_outcomes(Oid store_relid)
 	for (int i = 0; i < n; i++) {
 		TaskSlot *s = board_slot(items[i].ref.index);
 		if (s->generation == items[i].ref.generation && s->state == SlotState::RecordPending)
-			s->state = SlotState::Free;
+			board_set_state(items[i].ref.index, SlotState::Free);
 	}
 	LWLockRelease(board_lock());
 	ConditionVariableBroadcast(board_cv());
@@ -154,11 +155,12 @@ static void
 forget_stale_tasks(Oid store_relid)
 {
 	LWLockAcquire(board_lock(), LW_EXCLUSIVE);
-	for (int i = 0; i < board_nslots(); i++) {
+	for (int i = board_first_active(), next; i >= 0; i = next) {
+		next = board_next_active(i);
 		TaskSlot *s = board_slot(i);
 		if (s->dboid == MyDatabaseId && s->store_relid != store_relid &&
 			(s->state == SlotState::Queued || s->state == SlotState::RecordPending))
-			s->state = SlotState::Free;
+			board_set_state(i, SlotState::Free);
 	}
 	LWLockRelease(board_lock());
 	ConditionVariableBroadcast(board_cv());

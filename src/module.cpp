@@ -148,7 +148,7 @@ check_dropped_roles_have_no_tasks(List *oids, List *names)
 		Oid role = lfirst_oid(lc);
 		int active = 0;
 		LWLockAcquire(board_lock(), LW_SHARED);
-		for (int i = 0; i < board_nslots(); i++) {
+		for (int i = board_first_active(); i >= 0; i = board_next_active(i)) {
 			const TaskSlot *s = board_slot(i);
 			// An ending task has recorded its outcome, or is about to.
 			if (s->state != SlotState::Free && s->state != SlotState::Ending &&

@@ -63,13 +63,13 @@ undo_pending_from(int from)
 		const Pending &p = pending[i];
 		TaskSlot *s = board_slot(p.index);
 		if (p.kind == PendingKind::Cancel && slot_is_mine(s, p, SlotState::Canceling)) {
-			s->state = p.prior;
 			if (p.prior == SlotState::Queued) {
 				s->owner_pid = 0;
 				s->owner_xid = InvalidTransactionId;
 			}
+			board_set_state(p.index, p.prior); // back in its place in the queue
 		} else if (p.kind == PendingKind::Submit && slot_is_mine(s, p, SlotState::Reserved)) {
-			s->state = SlotState::Free;
+			board_set_state(p.index, SlotState::Free);
 			freed = true;
 		}
 	}
@@ -83,12 +83,13 @@ static void
 forget_dropped_store()
 {
 	LWLockAcquire(board_lock(), LW_EXCLUSIVE);
-	for (int i = 0; i < board_nslots(); i++) {
+	for (int i = board_first_active(), next; i >= 0; i = next) {
+		next = board_next_active(i);
 		TaskSlot *s = board_slot(i);
-		if (s->state == SlotState::Free || s->dboid != MyDatabaseId || s->store_relid != forget_store)
+		if (s->dboid != MyDatabaseId || s->store_relid != forget_store)
 			continue;
 		if (s->state == SlotState::Queued)
-			s->state = SlotState::Free;
+			board_set_state(i, SlotState::Free);
 		else
 			s->cancel_requested = true;
 	}
@@ -132,12 +133,12 @@ xact_callback(XactEvent event, void *)
 			const Pending &p = pending[i];
 			TaskSlot *s = board_slot(p.index);
 			if (p.kind == PendingKind::Submit && slot_is_mine(s, p, SlotState::Reserved)) {
-				s->state = SlotState::Queued;
 				s->owner_pid = 0;
 				s->queue_seq = board_next_queue_seq();
+				board_set_state(p.index, SlotState::Queued);
 				queued = true;
 			} else if (p.kind == PendingKind::Cancel && slot_is_mine(s, p, SlotState::Canceling)) {
-				s->state = SlotState::Free;
+				board_set_state(p.index, SlotState::Free);
 				freed = true;
 			}
 		}
@@ -473,7 +474,7 @@ cancel_items(Store *store, CancelItem *items, int n, bool quiet)
 				if (pass == 0) {
 					if (queued) {
 						note_pending_cancel(index, s->generation, s->state);
-						s->state = SlotState::Canceling;
+						board_set_state(index, SlotState::Canceling);
 						s->owner_pid = MyProcPid;
 						s->owner_xid = my_xid;
 						it.done = it.result = it.write_row = true;
@@ -548,10 +549,10 @@ cancel_all_tasks()
 	Store store;
 	store_open(&store, RowExclusiveLock);
 	Oid store_relid = RelationGetRelid(store.rel);
-	CancelItem *items = static_cast<CancelItem *>(palloc0(sizeof(CancelItem) * board_nslots()));
 	int n = 0;
 	LWLockAcquire(board_lock(), LW_SHARED);
-	for (int i = 0; i < board_nslots(); i++) {
+	CancelItem *items = static_cast<CancelItem *>(palloc0(sizeof(CancelItem) * Max(1, board_active_count())));
+	for (int i = board_first_active(); i >= 0; i = board_next_active(i)) {
 		const TaskSlot *s = board_slot(i);
 		if (s->dboid == MyDatabaseId && s->store_relid == store_relid &&
 			(s->state == SlotState::Queued || s->state == SlotState::Starting || s->state == SlotState::Running))
