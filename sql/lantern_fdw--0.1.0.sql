@@ -87,14 +87,15 @@ CREATE FUNCTION _lantern_fdw.active_tasks(
     AS 'MODULE_PATHNAME', 'lantern_active_tasks' LANGUAGE C STRICT VOLATILE;
 
 -- One row per progress-reporting command, with the percent done of its
--- current phase.
+-- current phase: NULL for phases that report no counters (sorting).
 CREATE VIEW _lantern_fdw.command_progress AS
 SELECT pid, command, phase,
        round(100.0 * CASE
            WHEN phase LIKE '%scanning table%' AND blocks_total > 0 THEN blocks_done::numeric / blocks_total
+           WHEN phase LIKE 'waiting for%' AND lockers_total > 0 THEN lockers_done::numeric / lockers_total
+           WHEN phase LIKE '%sorting%' THEN NULL
            WHEN tuples_total > 0 THEN tuples_done::numeric / tuples_total
-           WHEN blocks_total > 0 THEN blocks_done::numeric / blocks_total
-           WHEN lockers_total > 0 THEN lockers_done::numeric / lockers_total
+           WHEN phase LIKE '%scanning%' AND blocks_total > 0 THEN blocks_done::numeric / blocks_total
            WHEN partitions_total > 0 THEN partitions_done::numeric / partitions_total
        END, 1) AS percent_done
   FROM pg_catalog.pg_stat_progress_create_index
