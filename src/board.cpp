@@ -14,6 +14,7 @@ struct Board {
 	uint64 board_id;	 // differs between board lifetimes (server starts)
 	uint64 next_queue_seq;
 	bool recovery_needed; // until the executor has had every database recovered
+	Oid recovery_ack;	  // the database a recovery worker last finished
 	uint32 close_idle_requests; // bumped to make the executor close idle connections
 	int free_head;
 	int active_head;
@@ -214,6 +215,24 @@ board_recovery_needed()
 	bool needed = the_board->recovery_needed;
 	LWLockRelease(the_board->lock);
 	return needed;
+}
+
+void
+board_ack_recovery(Oid dboid)
+{
+	LWLockAcquire(the_board->lock, LW_EXCLUSIVE);
+	the_board->recovery_ack = dboid;
+	LWLockRelease(the_board->lock);
+}
+
+bool
+board_take_recovery_ack(Oid dboid)
+{
+	LWLockAcquire(the_board->lock, LW_EXCLUSIVE);
+	bool acked = the_board->recovery_ack == dboid;
+	the_board->recovery_ack = InvalidOid;
+	LWLockRelease(the_board->lock);
+	return acked;
 }
 
 void

@@ -119,8 +119,14 @@ class Executor {
 	TimestampTz dispatch_paused_until_ = 0; // the server refused connections for now
 
 	// Maintenance workers, by database.
-	std::map<Oid, BackgroundWorkerHandle *> maintenance_;
-	std::map<Oid, int> maintenance_attempts_;
+	struct MaintenanceRun {
+		BackgroundWorkerHandle *handle;
+		bool recover;
+		std::vector<SlotRef> pending; // outcomes waiting when it started
+	};
+	std::map<Oid, MaintenanceRun> maintenance_;
+	std::map<Oid, int> failures_;			// consecutive failed runs
+	std::map<Oid, TimestampTz> retry_at_; // no new run before then
 	std::vector<Oid> to_recover_;
 	Oid recovering_db_ = InvalidOid; // its recovery worker runs
 	std::vector<Oid> to_retain_;
@@ -149,6 +155,7 @@ class Executor {
 	void apply_cancels(TimestampTz now);
 	void reap_idle(TimestampTz now);
 	void manage_maintenance(TimestampTz now);
+	void worker_stopped(Oid db, const MaintenanceRun &run, TimestampTz now);
 	long wait_timeout(TimestampTz now) const;
 	void wait(long timeout_ms);
 	std::vector<WaitSocket> wanted_sockets() const;
@@ -757,72 +764,130 @@ Executor::reap_idle(TimestampTz now)
 
 // ---- maintenance workers --------------------------------------------------
 
+// The RecordPending slots of a database (of all databases if db is invalid).
+std::vector<SlotRef>
+pending_outcomes(Oid db)
+{
+	std::vector<SlotRef> refs;
+	LWLockAcquire(board_lock(), LW_SHARED);
+	if (board_record_pending_count() > 0)
+		for (int i = board_first_active(); i >= 0; i = board_next_active(i)) {
+			const TaskSlot *s = board_slot(i);
+			if (s->state == SlotState::RecordPending && (!OidIsValid(db) || s->dboid == db))
+				refs.push_back(SlotRef{i, s->generation});
+		}
+	LWLockRelease(board_lock());
+	return refs;
+}
+
+// How many of refs are still waiting for their outcome to be written.
+int
+still_pending(const std::vector<SlotRef> &refs)
+{
+	int n = 0;
+	LWLockAcquire(board_lock(), LW_SHARED);
+	for (const SlotRef &r : refs) {
+		const TaskSlot *s = board_slot(r.index);
+		n += s->generation == r.generation && s->state == SlotState::RecordPending;
+	}
+	LWLockRelease(board_lock());
+	return n;
+}
+
+// Gives up the outcomes of a database that workers failed to write, loudly.
+void
+give_up_outcomes(Oid db)
+{
+	LWLockAcquire(board_lock(), LW_EXCLUSIVE);
+	for (int i = board_first_active(), next; i >= 0; i = next) {
+		next = board_next_active(i);
+		TaskSlot *s = board_slot(i);
+		if (s->state == SlotState::RecordPending && s->dboid == db) {
+			elog(WARNING, "lantern_fdw: could not record the outcome of task %lld in database %u: %s",
+				 static_cast<long long>(s->jobid), db, board_message(i));
+			board_set_state(i, SlotState::Free);
+		}
+	}
+	LWLockRelease(board_lock());
+	ConditionVariableBroadcast(board_cv());
+}
+
+void
+Executor::worker_stopped(Oid db, const MaintenanceRun &run, TimestampTz now)
+{
+	// A run failed if it left outcomes it was started for unwritten, or if it
+	// was to recover the database and did not say it had.
+	bool failed = still_pending(run.pending) > 0 || (run.recover && !board_take_recovery_ack(db));
+	if (!failed) {
+		failures_.erase(db);
+		return;
+	}
+	int n = ++failures_[db];
+	retry_at_[db] = TimestampTzPlusMilliseconds(now, kMaintenanceRetryMs * n);
+	if (run.recover) {
+		if (n <= kMaxMaintenanceAttempts)
+			to_recover_.push_back(db);
+		else
+			elog(WARNING, "lantern_fdw: could not recover the tasks of database %u; they will be recovered at the "
+						  "next server start", db);
+	}
+}
+
 void
 Executor::manage_maintenance(TimestampTz now)
 {
-	// Forget the workers that have exited.
+	// Take note of the workers that have exited.
 	for (auto it = maintenance_.begin(); it != maintenance_.end();) {
 		pid_t pid;
-		if (GetBackgroundWorkerPid(it->second, &pid) == BGWH_STOPPED) {
-			pfree(it->second);
+		if (GetBackgroundWorkerPid(it->second.handle, &pid) == BGWH_STOPPED) {
+			pfree(it->second.handle);
+			MaintenanceRun run = std::move(it->second);
+			Oid db = it->first;
 			it = maintenance_.erase(it);
+			worker_stopped(db, run, now);
 		} else
 			++it;
 	}
 	if (now < maintenance_retry_at_)
 		return;
 
-	// Databases with outcomes to write.
-	std::set<Oid> pending_dbs;
-	LWLockAcquire(board_lock(), LW_SHARED);
-	if (board_record_pending_count() > 0)
-		for (int i = board_first_active(); i >= 0; i = board_next_active(i))
-			if (board_slot(i)->state == SlotState::RecordPending)
-				pending_dbs.insert(board_slot(i)->dboid);
-	LWLockRelease(board_lock());
-
+	auto can_start = [&](Oid db) {
+		auto r = retry_at_.find(db);
+		return !maintenance_.count(db) && (r == retry_at_.end() || now >= r->second);
+	};
 	auto start = [&](Oid db, bool recover) {
-		if (maintenance_.count(db))
-			return true;
 		BackgroundWorkerHandle *handle = nullptr;
+		std::vector<SlotRef> pending = pending_outcomes(db);
 		if (!start_maintenance_worker(db, recover, &handle)) {
+			// No background worker slot free now: not the database's fault.
 			maintenance_retry_at_ = TimestampTzPlusMilliseconds(now, kMaintenanceRetryMs);
 			return false;
 		}
-		maintenance_[db] = handle;
+		maintenance_[db] = MaintenanceRun{handle, recover, std::move(pending)};
 		return true;
 	};
 
+	// Outcomes to write.
+	std::set<Oid> pending_dbs;
+	for (const SlotRef &r : pending_outcomes(InvalidOid))
+		pending_dbs.insert(board_slot(r.index)->dboid);
 	for (Oid db : pending_dbs) {
-		if (maintenance_.count(db))
+		if (!can_start(db))
 			continue;
-		if (++maintenance_attempts_[db] > kMaxMaintenanceAttempts) {
-			// The database is gone or refuses workers: give the slots up.
-			LWLockAcquire(board_lock(), LW_EXCLUSIVE);
-			for (int i = board_first_active(), next; i >= 0; i = next) {
-				next = board_next_active(i);
-				TaskSlot *s = board_slot(i);
-				if (s->state == SlotState::RecordPending && s->dboid == db) {
-					elog(WARNING, "lantern_fdw: could not record the outcome of task %lld in database %u: %s",
-						 static_cast<long long>(s->jobid), db, board_message(i));
-					board_set_state(i, SlotState::Free);
-				}
-			}
-			LWLockRelease(board_lock());
-			ConditionVariableBroadcast(board_cv());
-			maintenance_attempts_.erase(db);
+		auto f = failures_.find(db);
+		if (f != failures_.end() && f->second >= kMaxMaintenanceAttempts) {
+			give_up_outcomes(db); // the database is gone, or refuses its workers
+			failures_.erase(db);
 			continue;
 		}
 		if (!start(db, false))
 			return;
 	}
-	for (auto it = maintenance_attempts_.begin(); it != maintenance_attempts_.end();)
-		it = pending_dbs.count(it->first) ? std::next(it) : maintenance_attempts_.erase(it);
 
 	// Recovery, one database at a time.
 	if (OidIsValid(recovering_db_) && !maintenance_.count(recovering_db_))
 		recovering_db_ = InvalidOid;
-	if (!OidIsValid(recovering_db_) && !to_recover_.empty() && !maintenance_.count(to_recover_.back()) &&
+	if (!OidIsValid(recovering_db_) && !to_recover_.empty() && can_start(to_recover_.back()) &&
 		start(to_recover_.back(), true)) {
 		recovering_db_ = to_recover_.back();
 		to_recover_.pop_back();
@@ -899,6 +964,9 @@ Executor::wait_timeout(TimestampTz now) const
 		consider(maintenance_retry_at_);
 	if (dispatch_paused_until_ > now)
 		consider(dispatch_paused_until_);
+	for (auto &r : retry_at_)
+		if (r.second > now)
+			consider(r.second);
 	if (!to_recover_.empty() || !to_retain_.empty())
 		consider(TimestampTzPlusMilliseconds(now, kMaintenanceRetryMs));
 	if (guc_task_retention_s > 0)

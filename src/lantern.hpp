@@ -90,6 +90,9 @@ int board_executor_pid();
 // that has a successor start over; recovery is idempotent).
 bool board_recovery_needed();
 void board_recovery_done();
+// A recovery worker says it has recovered its database; the executor checks.
+void board_ack_recovery(Oid dboid);
+bool board_take_recovery_ack(Oid dboid);
 void board_request_close_idle();
 uint32 board_close_idle_requests();
 

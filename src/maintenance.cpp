@@ -207,8 +207,11 @@ lantern_maintenance_main(Datum arg)
 	}
 	end_work();
 	forget_stale_tasks(store_relid);
-	if (!OidIsValid(store_relid))
+	if (!OidIsValid(store_relid)) {
+		if (recover)
+			board_ack_recovery(MyDatabaseId); // nothing to recover here
 		proc_exit(0);
+	}
 
 	while (recover) {
 		begin_work();
@@ -220,6 +223,8 @@ lantern_maintenance_main(Datum arg)
 		ConditionVariableTimedSleep(board_cv(), 1000, PG_WAIT_EXTENSION);
 		ConditionVariableCancelSleep();
 	}
+	if (recover)
+		board_ack_recovery(MyDatabaseId);
 
 	write_pending_outcomes(store_relid);
 
