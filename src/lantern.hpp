@@ -20,12 +20,20 @@ void require_preloaded();
 
 // The life of a board slot. Which process moves a slot out of each state:
 //   Reserved      -> Queued (submitter commits) | Free (submitter aborts)
+//                    | Canceling (canceled in its own transaction)
 //   Queued        -> Starting (executor picks it) | Canceling (cancel_task)
-//   Canceling     -> Free (canceler commits, row says canceled) | Queued (canceler aborts)
-//   Starting      -> Running | Ending (executor)
-//   Running       -> Ending (executor)
-//   Ending        -> Free (executor, after the outcome is committed) | RecordPending
-//   RecordPending -> Free (maintenance worker wrote the outcome)
+//                    | Free (DROP EXTENSION commits; a maintenance worker
+//                    finds its store gone)
+//   Canceling     -> Free (canceler commits, row says canceled)
+//                    | Queued or Reserved (canceler aborts: as before)
+//   Starting      -> Running | Ending | RecordPending (executor)
+//                    | Queued (the server refuses connections for now; an
+//                    executor restart) | Free (the task's store is gone)
+//   Running       -> Ending | RecordPending (executor, or its successor)
+//   Ending        -> Free (executor, after the outcome is committed)
+//                    | RecordPending
+//   RecordPending -> Free (a maintenance worker wrote the outcome, or the
+//                    executor gave it up)
 enum class SlotState : uint8_t { Free = 0, Reserved, Queued, Canceling, Starting, Running, Ending, RecordPending };
 
 const char *slot_state_name(SlotState s);
