@@ -61,7 +61,9 @@ struct Connection {
 	bool ready = false; // its socket was reported ready by the last wait
 };
 
-enum class Step { Connecting, Starting, SettingRole, Running, RollingBack, Discarding, Recording, Done };
+// Chained: the job's record_start rides on the end of the previous task on
+// the same connection (see Executor::chain_next).
+enum class Step { Connecting, Chained, Starting, SettingRole, Running, RollingBack, Recording, Done };
 
 struct Job {
 	SlotRef ref{};
@@ -86,6 +88,7 @@ struct Job {
 	TimestampTz cancel_signaled_at = 0; // a signal can land while the backend still reads the statement
 	bool reusable = true;
 	int record_attempts = 0;
+	Job *chained = nullptr; // Recording: the next task, started in the same transaction
 };
 
 std::string
@@ -144,6 +147,9 @@ class Executor {
 	void poll_job(Job &job);
 	bool send(Job &job, const char *sql);
 	bool send_record_end(Job &job);
+	Job *chain_next(Job &job);
+	void unchain(Job &job);
+	void started(Job &job);
 	void flush(Job &job);
 	void handle_result(Job &job, PGresult *res);
 	void query_done(Job &job);
@@ -405,21 +411,82 @@ Executor::send(Job &job, const char *sql)
 	return true;
 }
 
+// What DISCARD ALL does, in statements that may run in one transaction with
+// the recording call (DISCARD ALL itself may not): one round trip, one commit.
+const char *const kResetSession = "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; DEALLOCATE ALL; "
+								  "UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD SEQUENCES; "
+								  "DISCARD TEMP; ";
+
+// Resets the session and records the outcome, in one transaction; when the
+// next queued task can use this connection, its start is recorded in the
+// same transaction too, saving it a round trip and a commit.
 bool
 Executor::send_record_end(Job &job)
 {
-	std::string id = std::to_string(job.jobid);
-	const char *params[3] = {id.c_str(), outcome_name(job.outcome), job.error.empty() ? nullptr : job.error.c_str()};
-	job.step_error.clear();
-	job.step_sqlstate.clear();
-	if (!PQsendQueryParams(job.conn->pg.get(), "SELECT _lantern_fdw.record_end($1::bigint, $2, $3)", 3, nullptr,
-						   params, nullptr, nullptr, 0)) {
-		connection_failed(job, PQerrorMessage(job.conn->pg.get()));
-		return false;
+	PGconn *pg = job.conn->pg.get();
+	std::string sql = kResetSession;
+	char *error = job.error.empty() ? nullptr : PQescapeLiteral(pg, job.error.c_str(), job.error.size());
+	sql += "SELECT _lantern_fdw.record_end(" + std::to_string(job.jobid) + ", '" + outcome_name(job.outcome) + "', " +
+		   (error != nullptr ? error : "NULL") + ")";
+	if (error != nullptr)
+		PQfreemem(error);
+	if (job.chained == nullptr && job.record_attempts == 0 && job.reusable && guc_idle_connection_timeout_ms > 0)
+		job.chained = chain_next(job);
+	if (job.chained != nullptr)
+		sql += "; SELECT * FROM _lantern_fdw.record_start(" + std::to_string(job.chained->jobid) + ")";
+	return send(job, sql.c_str());
+}
+
+// Takes the head of the queue if it can run on job's connection (same
+// database and login role), as a job waiting for job's recording call.
+Job *
+Executor::chain_next(Job &job)
+{
+	// The next task takes this one's place: only while there is a place (the
+	// limit may have been lowered meanwhile).
+	long active = std::count_if(jobs_.begin(), jobs_.end(),
+								[](const std::unique_ptr<Job> &j) { return j->step != Step::Done; });
+	if (active > guc_max_parallel_tasks)
+		return nullptr;
+	TaskSlot picked;
+	SlotRef ref{-1, 0};
+	LWLockAcquire(board_lock(), LW_EXCLUSIVE);
+	int head = board_queue_head();
+	if (head >= 0 && board_slot(head)->dboid == job.dboid &&
+		strcmp(NameStr(board_slot(head)->connect_as), job.conn->user.c_str()) == 0) {
+		TaskSlot *s = board_slot(head);
+		s->backend_pid = job.conn->backend_pid;
+		s->cancel_sent = false;
+		board_set_state(head, SlotState::Starting);
+		ref = SlotRef{head, s->generation};
+		memcpy(&picked, s, sizeof(TaskSlot));
 	}
-	job.in_flight = true;
-	flush(job);
-	return true;
+	LWLockRelease(board_lock());
+	if (ref.index < 0)
+		return nullptr;
+	auto next = std::make_unique<Job>();
+	next->ref = ref;
+	next->jobid = picked.jobid;
+	next->dboid = picked.dboid;
+	next->dbname = job.dbname;
+	next->connect_as = NameStr(picked.connect_as);
+	next->set_role = NameStr(picked.set_role);
+	next->cancel_requested = picked.cancel_requested;
+	next->step = Step::Chained;
+	Job *raw = next.get();
+	jobs_.push_back(std::move(next));
+	return raw;
+}
+
+// The chained next task goes back to its place in the queue.
+void
+Executor::unchain(Job &job)
+{
+	if (job.chained == nullptr)
+		return;
+	requeue_slot(job.chained->ref);
+	job.chained->step = Step::Done;
+	job.chained = nullptr;
 }
 
 void
@@ -435,8 +502,8 @@ Executor::flush(Job &job)
 void
 Executor::poll_job(Job &job)
 {
-	if (job.step == Step::Done)
-		return;
+	if (job.step == Step::Done || job.step == Step::Chained)
+		return; // a chained job has no connection yet
 	if (job.step == Step::Connecting) {
 		poll_connect(job);
 		return;
@@ -489,11 +556,17 @@ Executor::handle_result(Job &job, PGresult *res)
 {
 	PGconn *pg = job.conn->pg.get();
 	switch (PQresultStatus(res)) {
-	case PGRES_TUPLES_OK:
-		if (job.step == Step::Starting)
+	case PGRES_TUPLES_OK: {
+		// record_start's rows: the statements of this job, or of the one chained to it.
+		Job *target = job.step == Step::Starting ? &job : nullptr;
+		if (job.step == Step::Recording && job.chained != nullptr && PQnfields(res) == 1 &&
+			strcmp(PQfname(res, 0), "record_start") == 0)
+			target = job.chained;
+		if (target != nullptr)
 			for (int i = 0; i < PQntuples(res); i++)
-				job.statements.emplace_back(PQgetvalue(res, i, 0), PQgetlength(res, i, 0));
+				target->statements.emplace_back(PQgetvalue(res, i, 0), PQgetlength(res, i, 0));
 		break;
+	}
 	case PGRES_FATAL_ERROR:
 		if (job.step_error.empty()) {
 			job.step_error = trim_trailing(PQresultErrorMessage(res));
@@ -562,16 +635,7 @@ Executor::query_done(Job &job)
 			cleanup(job);
 			return;
 		}
-		if (!job.set_role.empty() && !job.cancel_requested) {
-			char *ident = PQescapeIdentifier(job.conn->pg.get(), job.set_role.c_str(), job.set_role.size());
-			std::string sql = std::string("SET ROLE ") + (ident ? ident : "\"\"");
-			PQfreemem(ident);
-			job.step = Step::SettingRole;
-			send(job, sql.c_str());
-			return;
-		}
-		job.step = Step::Running;
-		next_statement(job);
+		started(job);
 		return;
 	case Step::SettingRole:
 		if (!job.step_error.empty()) {
@@ -596,22 +660,28 @@ Executor::query_done(Job &job)
 	case Step::RollingBack:
 		if (!job.step_error.empty())
 			job.reusable = false;
-		job.step = Step::Discarding;
-		send(job, "DISCARD ALL");
-		return;
-	case Step::Discarding:
-		if (!job.step_error.empty())
-			job.reusable = false;
 		job.step = Step::Recording;
 		set_slot(job.ref, SlotState::Ending, -1, -1, -1);
 		send_record_end(job);
 		return;
 	case Step::Recording:
 		if (job.step_error.empty()) {
+			Job *next = job.chained;
+			job.chained = nullptr;
+			std::unique_ptr<Connection> conn;
+			if (next != nullptr)
+				conn = std::move(job.conn); // it goes on with the next task
 			finish(job);
+			if (next != nullptr) {
+				next->conn = std::move(conn);
+				started(*next);
+			}
 			return;
 		}
-		// A cancel signal that arrived late can hit the recording call: retry.
+		// The whole transaction failed, the chained start with it: that task
+		// goes back to the queue. A cancel signal that arrived late can hit the
+		// recording call: retry alone.
+		unchain(job);
 		if (++job.record_attempts < kMaxRecordAttempts) {
 			send_record_end(job);
 			return;
@@ -622,9 +692,26 @@ Executor::query_done(Job &job)
 		record_pending(job);
 		return;
 	case Step::Connecting:
+	case Step::Chained:
 	case Step::Done:
 		return;
 	}
+}
+
+// record_start has answered: on to SET ROLE, or to the first statement.
+void
+Executor::started(Job &job)
+{
+	if (!job.set_role.empty() && !job.cancel_requested) {
+		char *ident = PQescapeIdentifier(job.conn->pg.get(), job.set_role.c_str(), job.set_role.size());
+		std::string sql = std::string("SET ROLE ") + (ident ? ident : "\"\"");
+		PQfreemem(ident);
+		job.step = Step::SettingRole;
+		send(job, sql.c_str());
+		return;
+	}
+	job.step = Step::Running;
+	next_statement(job);
 }
 
 // After the task's statements: roll back what it left open, reset the
@@ -642,8 +729,9 @@ Executor::cleanup(Job &job)
 		send(job, "ROLLBACK");
 		return;
 	}
-	job.step = Step::Discarding;
-	send(job, "DISCARD ALL");
+	job.step = Step::Recording;
+	set_slot(job.ref, SlotState::Ending, -1, -1, -1);
+	send_record_end(job);
 }
 
 // The server refuses connections for now (starting up, shutting down, in
@@ -685,6 +773,7 @@ Executor::connection_failed(Job &job, const std::string &message)
 	}
 	job.reusable = false;
 	job.conn.reset();
+	unchain(job);
 	record_pending(job);
 }
 
