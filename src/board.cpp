@@ -41,30 +41,6 @@ static HTAB *the_index = nullptr;
 static char *the_messages = nullptr; // nslots * kMessageLen, apart from the slots to keep them small
 
 const char *
-slot_state_name(SlotState s)
-{
-	switch (s) {
-	case SlotState::Free:
-		return "free";
-	case SlotState::Reserved:
-		return "reserved";
-	case SlotState::Queued:
-		return "queued";
-	case SlotState::Canceling:
-		return "canceling";
-	case SlotState::Starting:
-		return "starting";
-	case SlotState::Running:
-		return "running";
-	case SlotState::Ending:
-		return "ending";
-	case SlotState::RecordPending:
-		return "record pending";
-	}
-	return "unknown";
-}
-
-const char *
 slot_state_status(SlotState s)
 {
 	switch (s) {
@@ -144,12 +120,6 @@ board_attached()
 	return the_board != nullptr;
 }
 
-Board *
-board()
-{
-	return the_board;
-}
-
 LWLock *
 board_lock()
 {
@@ -197,15 +167,6 @@ board_set_executor(Latch *latch, int pid)
 	the_board->executor_latch = latch;
 	the_board->executor_pid = pid;
 	LWLockRelease(the_board->lock);
-}
-
-int
-board_executor_pid()
-{
-	LWLockAcquire(the_board->lock, LW_SHARED);
-	int pid = the_board->executor_pid;
-	LWLockRelease(the_board->lock);
-	return pid;
 }
 
 bool

@@ -36,7 +36,6 @@ void require_preloaded();
 //                    executor gave it up)
 enum class SlotState : uint8_t { Free = 0, Reserved, Queued, Canceling, Starting, Running, Ending, RecordPending };
 
-const char *slot_state_name(SlotState s);
 // The status column value that an active slot in state s shows.
 const char *slot_state_status(SlotState s);
 
@@ -83,7 +82,6 @@ struct Board;
 Size board_shmem_size();
 void board_shmem_startup();
 bool board_attached();
-Board *board();
 
 LWLock *board_lock();
 TaskSlot *board_slot(int index); // caller holds the lock
@@ -92,7 +90,6 @@ ConditionVariable *board_cv();
 uint64 board_id();
 void board_wake_executor();
 void board_set_executor(Latch *latch, int pid);
-int board_executor_pid();
 // Recovery of an earlier server life's tasks: needed once per board lifetime,
 // done when every database has been checked (an executor that dies before
 // that has a successor start over; recovery is idempotent).
@@ -191,7 +188,6 @@ bool visibility_check(const Visibility *v, Oid run_as);
 void xact_register_callbacks();
 // At commit, the tasks of a dropped store leave the board (queued ones never run).
 void forget_store_at_commit(Oid store_relid);
-void note_pending_cancel(int index, uint32 generation, SlotState prior);
 bool requeue_task(Store *store, HeapTuple row);
 
 // ---- workers ----

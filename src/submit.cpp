@@ -389,12 +389,6 @@ may_cancel(Oid run_as)
 	return has_privs_of_role(GetUserId(), ROLE_PG_SIGNAL_BACKEND) && !superuser_arg(run_as);
 }
 
-void
-note_pending_cancel(int index, uint32 generation, SlotState prior)
-{
-	pending_add(PendingKind::Cancel, index, generation, prior);
-}
-
 static void
 record_canceled(Store *store, int64 jobid)
 {
@@ -473,7 +467,7 @@ cancel_items(Store *store, CancelItem *items, int n, bool quiet)
 											   (s->state == SlotState::Reserved && s->owner_pid == MyProcPid));
 				if (pass == 0) {
 					if (queued) {
-						note_pending_cancel(index, s->generation, s->state);
+						pending_add(PendingKind::Cancel, index, s->generation, s->state);
 						board_set_state(index, SlotState::Canceling);
 						s->owner_pid = MyProcPid;
 						s->owner_xid = my_xid;
