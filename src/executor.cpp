@@ -24,6 +24,10 @@ constexpr long kConnectTimeoutMs = 10000;
 constexpr long kCancelRetryMs = 100;
 constexpr long kCannotConnectPauseMs = 1000;
 constexpr long kMaintenanceRetryMs = 1000;
+// After a task's connection breaks: when a backend crashed, the postmaster
+// stops every process within milliseconds, and recovery then reports each
+// running task alike. Until then, start nothing (see connection_failed).
+constexpr long kConnectionBreakHoldMs = 250;
 constexpr long kMaxRetentionIntervalMs = 60000;
 constexpr int kMaxRecordAttempts = 2;
 constexpr int kMaxMaintenanceAttempts = 5;
@@ -158,6 +162,7 @@ class Executor {
 	void connection_failed(Job &job, const std::string &message);
 	void finish(Job &job);
 	void record_pending(Job &job);
+	void hold_back(long ms);
 	void apply_cancels(TimestampTz now);
 	void reap_idle(TimestampTz now);
 	void manage_maintenance(TimestampTz now);
@@ -446,7 +451,7 @@ Executor::chain_next(Job &job)
 	// limit may have been lowered meanwhile).
 	long active = std::count_if(jobs_.begin(), jobs_.end(),
 								[](const std::unique_ptr<Job> &j) { return j->step != Step::Done; });
-	if (active > guc_max_parallel_tasks)
+	if (active > guc_max_parallel_tasks || GetCurrentTimestamp() < dispatch_paused_until_)
 		return nullptr;
 	TaskSlot picked;
 	SlotRef ref{-1, 0};
@@ -749,6 +754,7 @@ void
 Executor::connection_failed(Job &job, const std::string &message)
 {
 	std::string text = trim_trailing(message);
+	bool was_connected = job.step != Step::Connecting;
 	if (job.step == Step::Connecting && !job.cancel_requested && cannot_connect_now(text)) {
 		// Back in the queue, in its place; dispatching pauses for a while.
 		elog(LOG, "lantern_fdw: task %lld stays queued: %s", static_cast<long long>(job.jobid), text.c_str());
@@ -775,6 +781,21 @@ Executor::connection_failed(Job &job, const std::string &message)
 	job.conn.reset();
 	unchain(job);
 	record_pending(job);
+	if (was_connected)
+		hold_back(kConnectionBreakHoldMs);
+}
+
+// Neither dispatches tasks nor starts maintenance workers for ms. A broken
+// task connection may be the first sign of a crash of another backend: a
+// task started, or an outcome written, before the postmaster stops us would
+// be a task started just to fail with the restart, or an outcome other than
+// the one recovery gives the other tasks that were running.
+void
+Executor::hold_back(long ms)
+{
+	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
+	dispatch_paused_until_ = std::max(dispatch_paused_until_, until);
+	maintenance_retry_at_ = std::max(maintenance_retry_at_, until);
 }
 
 // No connection to record through: a maintenance worker writes the outcome.
