@@ -59,7 +59,9 @@ SELECT bool_and(ok) AS monotonic FROM (
     SELECT percent_done >= lag(percent_done) OVER (ORDER BY at) IS NOT FALSE AS ok
       FROM progress_samples WHERE phase = 'building index: scanning table') s;
 
--- Ended tasks leave the view.
+-- Ended tasks leave the view (wait_task returns once the executor is done
+-- with the task; its row may say it ended a moment before).
+SELECT lantern.wait_task(:jobid, '60s');
 SELECT count(*) FROM lantern.task_progress WHERE jobid = :jobid;
 
 -- A non-superuser sees only its own tasks' progress.

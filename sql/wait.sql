@@ -46,12 +46,16 @@ SELECT lantern.wait_task(:long_job, '-1s');
 -- snapshot, the waiting statement included: wait_task notices that the task
 -- waits for this session and returns instead of waiting forever.
 CREATE TABLE wait_cic AS SELECT g AS id FROM generate_series(1, 10000) g;
-SELECT lantern.async_task('CREATE INDEX CONCURRENTLY wait_cic_idx ON wait_cic (id)') AS cic_job \gset
+-- The task starts its build only once this session's statement below holds
+-- its snapshot: the advisory lock orders the two.
+SELECT pg_advisory_lock(4711);
+SELECT lantern.async_task('SELECT pg_advisory_lock(4711); SELECT pg_advisory_unlock(4711); '
+                          'CREATE INDEX CONCURRENTLY wait_cic_idx ON wait_cic (id)') AS cic_job \gset
 -- Without the check this would wait until statement_timeout. The NOTICE
 -- (which names the jobid) is hidden; the early 'running' is what counts.
 SET statement_timeout = '60s';
 SET client_min_messages = warning;
-SELECT lantern.wait_task(:cic_job);
+SELECT lantern.wait_task(:cic_job) FROM (SELECT pg_advisory_unlock(4711) OFFSET 0) unlocked;
 RESET client_min_messages;
 RESET statement_timeout;
 CALL wait_for(:cic_job);

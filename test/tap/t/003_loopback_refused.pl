@@ -93,6 +93,9 @@ like($msg, qr/FATAL:  (remaining connection slots are reserved|sorry, too many c
 like($msg, qr/\Q$HINT\E$/, 'max_connections: the error ends with the hint');
 $_->quit for @hold;
 $su->quit;
+# quit waits for psql, not for its server process.
+wait_sql($node, 'postgres', "SELECT count(*) = 0 FROM pg_stat_activity WHERE usename = 'alice'",
+	't', 'max_connections: the sessions holding the slots are gone');
 $next = submit($node, 'postgres', "INSERT INTO runs VALUES ('alice-2')", role => 'alice');
 is(wait_ended($node, 'postgres', $next), 'succeeded', 'max_connections: with slots free again, a task runs');
 
@@ -103,6 +106,8 @@ $node->safe_psql('postgres', 'CREATE DATABASE closed');
 $node->safe_psql('closed', 'CREATE EXTENSION lantern_fdw; CREATE TABLE runs (tag text)');
 $node->safe_psql('postgres',
 	'ALTER SYSTEM SET lantern_fdw.max_parallel_tasks = 1; SELECT pg_reload_conf()');
+wait_sql($node, 'postgres', "SELECT current_setting('lantern_fdw.max_parallel_tasks') = '1'",
+	't', 'closed: max_parallel_tasks is 1');
 my $locker = $node->background_psql('postgres');
 $locker->query_safe('SELECT pg_advisory_lock(4242)');
 my $blocker = submit($node, 'postgres', 'SELECT pg_advisory_lock(4242)');

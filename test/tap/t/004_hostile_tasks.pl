@@ -153,7 +153,8 @@ executor_serves('self-delete');
 ($id, $status, $err) = run_task(
 	"SELECT lantern.async_task('INSERT INTO t VALUES (''child of '' || current_user)')", 'alice');
 is($status, 'succeeded', 'nested: a task may submit a task');
-wait_sql($node, 'postgres', "SELECT count(*) = 1 FROM t WHERE v = 'child of alice'", 't',
+is(wait_ended($node, 'postgres', $id + 1), 'succeeded', 'nested: the child task ended');
+is($node->safe_psql('postgres', "SELECT count(*) FROM t WHERE v = 'child of alice'"), '1',
 	'nested: the child task ran, as the same role');
 is($node->safe_psql('postgres', "SELECT username || ':' || status FROM lantern.tasks WHERE jobid = $id + 1"),
 	'alice:succeeded', 'nested: the child is recorded as alice\'s');

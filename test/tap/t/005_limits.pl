@@ -36,6 +36,9 @@ $node->safe_psql('postgres', q{
 			END IF;
 			PERFORM pg_sleep(0.003);
 		END LOOP;
+		-- Also wait for the executor to be done with them (their rows say
+		-- ended a moment before their board slots are free).
+		PERFORM lantern.wait_task(id, '30 s') FROM unnest(ids) id;
 		RETURN active_max || '/' || any_max;
 	END $$;
 });
@@ -65,9 +68,10 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM lantern.tasks WHERE job_na
 is($node->safe_psql('postgres', 'SELECT count(*) FROM side'), '0', 'full: the failed transaction kept nothing');
 
 $locker->query_safe('SELECT pg_advisory_unlock(1)');
-wait_sql($node, 'postgres',
-	"SELECT count(*) = 8 FROM lantern.tasks WHERE jobid IN ($ids) AND status = 'succeeded'",
-	't', 'full: the eight tasks succeeded once the lock was released');
+# wait_task returns once the executor has freed the task's slot.
+is($node->safe_psql('postgres',
+		"SELECT count(*) FILTER (WHERE lantern.wait_task(jobid, '60 s') = 'succeeded') FROM lantern.tasks WHERE jobid IN ($ids)"),
+	'8', 'full: the eight tasks succeeded once the lock was released');
 
 # No slot leaked: the board takes eight again (in one transaction), not nine.
 ($ret, $out, $err) = $node->psql('postgres',
@@ -78,9 +82,9 @@ like($err, qr/lantern_fdw\.max_tasks/, 'full: nine in one transaction are refuse
 is($ret, 0, 'full: once the tasks ended, eight fit on the board again (no slot leaked)') or diag($err);
 if ($ret == 0)
 {
-	wait_sql($node, 'postgres',
-		"SELECT count(*) = 8 FROM lantern.tasks WHERE jobid IN ($eight) AND status = 'succeeded'",
-		't', 'full: those eight ran');
+	is($node->safe_psql('postgres',
+			"SELECT count(*) FILTER (WHERE lantern.wait_task(jobid, '60 s') = 'succeeded') FROM lantern.tasks WHERE jobid IN ($eight)"),
+		'8', 'full: those eight ran');
 }
 $locker->quit;
 
@@ -89,7 +93,7 @@ sub sleepers
 {
 	my ($n) = @_;
 	return $node->safe_psql('postgres',
-		"BEGIN; SELECT string_agg(lantern.async_task('SELECT pg_sleep(0.2)')::text, ',') FROM generate_series(1, $n); COMMIT;"
+		"BEGIN; SELECT string_agg(lantern.async_task('SELECT pg_sleep(0.5)')::text, ',') FROM generate_series(1, $n); COMMIT;"
 	);
 }
 
