@@ -24,10 +24,10 @@ constexpr long kConnectTimeoutMs = 10000;
 constexpr long kCancelRetryMs = 100;
 constexpr long kCannotConnectPauseMs = 1000;
 constexpr long kMaintenanceRetryMs = 1000;
-// After a task's connection breaks: when a backend crashed, the postmaster
-// stops every process within milliseconds, and recovery then reports each
-// running task alike. Until then, start nothing (see connection_failed).
-constexpr long kConnectionBreakHoldMs = 250;
+// How long to start nothing once a backend has died without cleaning up: the
+// postmaster stops every process within milliseconds of it (see
+// backend_died_uncleanly); this bound only matters if it somehow does not.
+constexpr long kCrashHoldMs = 10000;
 constexpr long kMaxRetentionIntervalMs = 60000;
 constexpr int kMaxRecordAttempts = 2;
 constexpr int kMaxMaintenanceAttempts = 5;
@@ -162,7 +162,7 @@ class Executor {
 	void connection_failed(Job &job, const std::string &message);
 	void finish(Job &job);
 	void record_pending(Job &job);
-	void hold_back(long ms);
+	void crash_coming(int pid);
 	void apply_cancels(TimestampTz now);
 	void reap_idle(TimestampTz now);
 	void manage_maintenance(TimestampTz now);
@@ -750,11 +750,22 @@ cannot_connect_now(const std::string &message)
 			message.find("not yet accepting connections") != std::string::npos);
 }
 
+// A backend that exits cleanly leaves the proc array before its socket
+// closes; one still there after its connection broke died without cleaning
+// up (SIGKILL, a crash), and the postmaster is about to stop every process
+// and reinitialize shared memory. We often see the broken connection first.
+bool
+backend_died_uncleanly(int pid)
+{
+	return pid != 0 && BackendPidGetProc(pid) != nullptr;
+}
+
 void
 Executor::connection_failed(Job &job, const std::string &message)
 {
 	std::string text = trim_trailing(message);
-	bool was_connected = job.step != Step::Connecting;
+	int pid = job.step != Step::Connecting && job.conn ? job.conn->backend_pid : 0;
+	bool crashed = backend_died_uncleanly(pid);
 	if (job.step == Step::Connecting && !job.cancel_requested && cannot_connect_now(text)) {
 		// Back in the queue, in its place; dispatching pauses for a while.
 		elog(LOG, "lantern_fdw: task %lld stays queued: %s", static_cast<long long>(job.jobid), text.c_str());
@@ -781,19 +792,21 @@ Executor::connection_failed(Job &job, const std::string &message)
 	job.conn.reset();
 	unchain(job);
 	record_pending(job);
-	if (was_connected)
-		hold_back(kConnectionBreakHoldMs);
+	if (crashed)
+		crash_coming(pid);
 }
 
-// Neither dispatches tasks nor starts maintenance workers for ms. A broken
-// task connection may be the first sign of a crash of another backend: a
-// task started, or an outcome written, before the postmaster stops us would
-// be a task started just to fail with the restart, or an outcome other than
-// the one recovery gives the other tasks that were running.
+// Until the postmaster stops us, start no task and write no outcome: a task
+// started now would fail with the restart without having run, and an outcome
+// written now would differ from the one recovery gives the other tasks that
+// were running. (The postmaster may even start a maintenance worker we ask
+// for before it handles the crash.)
 void
-Executor::hold_back(long ms)
+Executor::crash_coming(int pid)
 {
-	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
+	elog(LOG, "lantern_fdw: task connection backend %d died without cleaning up; waiting for the server to restart",
+		 pid);
+	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), kCrashHoldMs);
 	dispatch_paused_until_ = std::max(dispatch_paused_until_, until);
 	maintenance_retry_at_ = std::max(maintenance_retry_at_, until);
 }
@@ -861,6 +874,8 @@ Executor::reap_idle(TimestampTz now)
 			// Data on an idle connection: the server closed it, or a notice.
 			c.ready = false;
 			dead = !PQconsumeInput(c.pg.get()) || PQstatus(c.pg.get()) != CONNECTION_OK;
+			if (dead && backend_died_uncleanly(c.backend_pid))
+				crash_coming(c.backend_pid);
 			while (PGnotify *n = PQnotifies(c.pg.get()))
 				PQfreemem(n);
 		}
