@@ -144,13 +144,12 @@ SELECT count(*) FROM cancel_log WHERE v LIKE 'queued, ran%';
 DROP PROCEDURE cancel_all_with_queue(int);
 
 -- A cancel that comes as a task starts its statement is not lost: the task
--- ends at once, not when its statement would have ended. (A race: repeated.)
+-- ends canceled; a lost cancel would let pg_sleep(30) end and the task
+-- succeed. (A race: repeated.)
 CREATE PROCEDURE cancel_at_start(p_rounds int)
 LANGUAGE plpgsql AS $$
 DECLARE
     jobs bigint[];
-    t0 timestamptz;
-    late int := 0;
 BEGIN
     FOR i IN 1..p_rounds LOOP
         jobs := ARRAY(SELECT lantern.async_task('SELECT pg_sleep(30)', 'cancel at start')
@@ -159,13 +158,8 @@ BEGIN
         PERFORM pg_sleep(random() * 0.005);
         PERFORM lantern.cancel_task(jobs[k]) FROM generate_series(1, 4) k;
         COMMIT;
-        t0 := clock_timestamp();
         PERFORM lantern.wait_task(jobs[k], '60s') FROM generate_series(1, 4) k;
-        IF clock_timestamp() - t0 > '10s' THEN
-            late := late + 1;
-        END IF;
     END LOOP;
-    RAISE NOTICE 'rounds with a late cancel: %', late;
 END
 $$;
 CALL cancel_at_start(25);

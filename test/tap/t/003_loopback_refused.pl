@@ -154,9 +154,9 @@ wait_sql($node, 'postgres', "SELECT current_setting('lantern_fdw.connection_opti
 my $t0 = time;
 my $hang = submit($node, 'postgres', "INSERT INTO runs VALUES ('hang')");
 is(wait_ended($node, 'postgres', $hang), 'failed', 'hang: the task failed');
-my $elapsed = time - $t0;
-ok($elapsed < 60, sprintf('hang: the connection attempt was abandoned after %.1f s', $elapsed));
+note sprintf('hang: the task ended %.1f s after it was submitted', time - $t0);
 $msg = $node->safe_psql('postgres', "SELECT error_message FROM lantern.tasks WHERE jobid = $hang");
+like($msg, qr/^could not connect to the server within 10 seconds\n/, 'hang: the connection attempt was abandoned');
 like($msg, qr/\Q$HINT\E$/, 'hang: the error ends with the hint');
 note "hang: error_message: $msg";
 $node->safe_psql('postgres',

@@ -125,10 +125,12 @@ for my $i (1 .. 2)
 is( $node->safe_psql('postgres',
 		"SELECT count(*) > 0 FROM pg_stat_activity WHERE datname = 'dropme' AND application_name = 'lantern_fdw'"),
 	't', 'drop database: the executor keeps an idle connection to dropme');
+# DROP DATABASE gives up after waiting 5 s for other sessions to leave; the
+# executor's idle connections would stay 60 s: it must close them on demand.
 my $t0 = time;
 my ($ret, $out, $err) = $node->psql('postgres', 'DROP DATABASE dropme');
 is($ret, 0, 'drop database: DROP DATABASE is not blocked by the idle connections') or diag($err);
-ok(time - $t0 < 5, sprintf('drop database: it took %.1f s', time - $t0));
+note sprintf('drop database: it took %.1f s', time - $t0);
 next_task_runs('after-drop-database');
 
 # ---- DROP DATABASE with a task queued there -------------------------------------
