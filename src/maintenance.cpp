@@ -36,7 +36,11 @@ recover_batch()
 	Store store;
 	store_open(&store, RowExclusiveLock);
 	TupleDesc desc = RelationGetDescr(store.rel);
-	SysScanDesc scan = systable_beginscan(store.rel, InvalidOid, false, GetActiveSnapshot(), 0, nullptr);
+	// A cancel may be writing one of these rows: wait for it, and read what
+	// it committed.
+	lock_earlier_rows(RelationGetRelid(store.rel));
+	Snapshot snap = RegisterSnapshot(GetLatestSnapshot());
+	SysScanDesc scan = systable_beginscan(store.rel, InvalidOid, false, snap, 0, nullptr);
 	HeapTuple row;
 	int done = 0;
 	bool complete = true;
@@ -65,6 +69,7 @@ recover_batch()
 		}
 	}
 	systable_endscan(scan);
+	UnregisterSnapshot(snap);
 	store_close(&store, RowExclusiveLock);
 	return complete;
 }

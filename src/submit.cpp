@@ -442,11 +442,25 @@ static void
 cancel_items(Store *store, CancelItem *items, int n, bool quiet)
 {
 	Snapshot snap = GetActiveSnapshot();
+	bool earlier_rows = false;
 	for (int i = 0; i < n; i++) {
 		bool ended = false;
 		items[i].done = !check_cancelable(store, items[i].jobid, snap, quiet, &ended, &items[i].row_board) || ended;
+		earlier_rows |= !items[i].done && items[i].row_board != board_id();
 	}
 	Oid store_relid = RelationGetRelid(store->rel);
+	if (earlier_rows) {
+		// Recovery may be putting these rows back on the board right now:
+		// wait for it, then look again; it cannot start on them until we commit.
+		lock_earlier_rows(store_relid);
+		snap = GetLatestSnapshot();
+		for (int i = 0; i < n; i++) {
+			bool ended = false;
+			if (!items[i].done)
+				items[i].done =
+					!check_cancelable(store, items[i].jobid, snap, true, &ended, &items[i].row_board) || ended;
+		}
+	}
 	TransactionId my_xid = GetTopTransactionId(); // a Canceling slot names it; get it before locking
 	xact_register_callbacks();
 	pending_reserve(n);
@@ -560,6 +574,19 @@ cancel_all_tasks()
 } // namespace lantern
 
 namespace lantern {
+
+// A transaction-level lock of its own kind (an advisory tag with a class no
+// SQL advisory lock function uses), so that a cancel and recovery never
+// rewrite the same row at once: one waits for the other's commit, like for
+// a row lock, and then reads the row again.
+void
+lock_earlier_rows(Oid store_relid)
+{
+	constexpr uint16 kEarlierRowsLockClass = 0x4c46; // "LF"
+	LOCKTAG tag;
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, store_relid, 0, kEarlierRowsLockClass);
+	(void)LockAcquire(&tag, ExclusiveLock, false, false);
+}
 
 // Recovery: puts a queued task of an earlier server life back on the board,
 // in the current transaction. Returns false when the board is full.

@@ -113,6 +113,54 @@ is(task_row($node, 'postgres', $sleeper), "failed|t|$EXPECTED_RESTART_MESSAGE", 
 		'0', 'phase 3: each succeeded task ran exactly once');
 }
 
+# ---- canceling tasks recovery has not reached yet ------------------------------
+# Their rows are of the earlier server life; the canceler writes them itself.
+# Recovery, coming to them later, waits for the canceler's commit (like for a
+# row lock) and then leaves the canceled ones alone.
+{
+	$node->stop;
+	$node->append_conf('postgresql.conf', "lantern_fdw.max_tasks = 1024\n");
+	$node->start;
+	# A gate that survives the crash: the tasks wait until it opens. With one
+	# place, the first recovered task holds it and the board fills up.
+	$node->safe_psql('postgres', 'CREATE TABLE gate (open bool); INSERT INTO gate VALUES (false)');
+	my $held = 'DO $$ BEGIN WHILE NOT (SELECT open FROM gate) LOOP PERFORM pg_sleep(0.02); END LOOP; END $$; '
+	  . "INSERT INTO runs SELECT $JOBID_OF_TASK";
+	(my $held_lit = $held) =~ s/'/''/g;
+	my $first = $node->safe_psql('postgres',
+		"BEGIN; SELECT min(lantern.async_task('$held_lit')) FROM generate_series(1, 300); COMMIT;");
+	my $last = $first + 299;
+	wait_sql($node, 'postgres', "SELECT status = 'running' FROM lantern.tasks WHERE jobid = $first", 't',
+		'phase 4: the first task waits at the gate');
+	$node->stop('immediate');
+	$node->append_conf('postgresql.conf', "lantern_fdw.max_tasks = 120\n");
+	$node->start;
+	# The board fills up with recovered tasks; the last ones wait for slots.
+	wait_sql($node, 'postgres', "SELECT count(*) >= 110 FROM lantern.task_progress", 't',
+		'phase 4: the board is full of recovered tasks');
+	my $canceler = $node->background_psql('postgres');
+	$canceler->query_safe('BEGIN');
+	is($canceler->query_safe("SELECT lantern.cancel_task($last)"), 't',
+		'phase 4: a task recovery has not reached is canceled');
+	$node->safe_psql('postgres', 'UPDATE gate SET open = true');
+	wait_sql($node, 'postgres',
+		"SELECT count(*) = 1 FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 19526 AND NOT granted",
+		't', 'phase 4: recovery waits for the canceling transaction');
+	$canceler->query_safe('COMMIT');
+	$canceler->quit;
+	wait_sql($node, 'postgres', "SELECT count(*) = 0 FROM lantern.tasks WHERE duration IS NULL", 't',
+		'phase 4: every task ended');
+	is(task_row($node, 'postgres', $last), 'canceled|t|Canceled by user', 'phase 4: the canceled task is canceled');
+	is($node->safe_psql('postgres', "SELECT count(*) FROM runs WHERE jobid = $last"), '0',
+		'phase 4: and it never ran');
+	is(task_row($node, 'postgres', $first), "failed|t|$EXPECTED_RESTART_MESSAGE",
+		'phase 4: the task at the gate at the crash failed with the restart message');
+	is( $node->safe_psql('postgres',
+			"SELECT count(*) FROM lantern.tasks t WHERE jobid BETWEEN $first + 1 AND $last - 1 AND (status <> 'succeeded' OR (SELECT count(*) FROM runs r WHERE r.jobid = t.jobid) <> 1)"),
+		'0', 'phase 4: every other task succeeded, once');
+	unlike(slurp_file($node->logfile), qr/tuple concurrently updated/, 'phase 4: no write conflict');
+}
+
 $node->stop;
 check_server_log($node);
 done_testing();
