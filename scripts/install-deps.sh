@@ -9,6 +9,7 @@ packages=(
   libkrb5-dev libpq-dev
   postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl libipc-run-perl
   cmake g++ make
+  locales
 )
 
 # A package counts as present if it is installed or provided by an installed
@@ -44,4 +45,13 @@ if ! id -u postgres >/dev/null 2>&1; then
     exit 1
   fi
   useradd --system --create-home --home-dir /var/lib/postgresql --shell /bin/bash postgres
+fi
+
+# test/tap/t/010_smart_shutdown.pl runs a server with lc_messages in German.
+if ! locale -a 2>/dev/null | grep -qix 'de_DE\.utf-\?8'; then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "install-deps: the de_DE.UTF-8 locale is missing; run as root to generate it" >&2
+    exit 1
+  fi
+  localedef -i de_DE -f UTF-8 de_DE.UTF-8
 fi

@@ -740,14 +740,24 @@ Executor::cleanup(Job &job)
 }
 
 // The server refuses connections for now (starting up, shutting down, in
-// recovery: SQLSTATE 57P03): not the task's fault, and not final.
+// recovery: SQLSTATE 57P03): not the task's fault, and not final. libpq gives
+// no SQLSTATE for a failed connection attempt, so these are the server's
+// texts for 57P03. The refusing backend writes them in the server's
+// lc_messages, which is this process's too: look for the translation as well.
 bool
 cannot_connect_now(const std::string &message)
 {
-	return message.find("the database system is") != std::string::npos &&
-		   (message.find("shutting down") != std::string::npos || message.find("starting up") != std::string::npos ||
-			message.find("recovery mode") != std::string::npos ||
-			message.find("not yet accepting connections") != std::string::npos);
+	static const char *const kTexts[] = {
+		gettext_noop("the database system is starting up"),
+		gettext_noop("the database system is not yet accepting connections"),
+		gettext_noop("the database system is not accepting connections"),
+		gettext_noop("the database system is shutting down"),
+		gettext_noop("the database system is in recovery mode"),
+	};
+	for (const char *text : kTexts)
+		if (message.find(text) != std::string::npos || message.find(_(text)) != std::string::npos)
+			return true;
+	return false;
 }
 
 // A backend that exits cleanly leaves the proc array before its socket
