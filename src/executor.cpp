@@ -151,6 +151,7 @@ class Executor {
 	void poll_job(Job &job);
 	bool send(Job &job, const char *sql);
 	bool send_record_end(Job &job);
+	void record_end(Job &job);
 	Job *chain_next(Job &job);
 	void unchain(Job &job);
 	void started(Job &job);
@@ -227,15 +228,18 @@ free_slot(const SlotRef &ref)
 	ConditionVariableBroadcast(board_cv());
 }
 
+// Moves a slot to Ending or RecordPending with the outcome to record. In
+// Ending it is kept for a successor, should this executor stop before the
+// outcome is committed.
 void
-mark_record_pending(const SlotRef &ref, Outcome outcome, const std::string &message)
+set_slot_outcome(const SlotRef &ref, SlotState state, Outcome outcome, const std::string &message)
 {
 	LWLockAcquire(board_lock(), LW_EXCLUSIVE);
 	TaskSlot *s = board_slot(ref.index);
 	if (s->generation == ref.generation && s->state != SlotState::Free) {
 		s->outcome = outcome;
 		strlcpy(board_message(ref.index), message.c_str(), kMessageLen);
-		board_set_state(ref.index, SlotState::RecordPending);
+		board_set_state(ref.index, state);
 	}
 	LWLockRelease(board_lock());
 }
@@ -665,9 +669,7 @@ Executor::query_done(Job &job)
 	case Step::RollingBack:
 		if (!job.step_error.empty())
 			job.reusable = false;
-		job.step = Step::Recording;
-		set_slot(job.ref, SlotState::Ending, -1, -1, -1);
-		send_record_end(job);
+		record_end(job);
 		return;
 	case Step::Recording:
 		if (job.step_error.empty()) {
@@ -734,8 +736,15 @@ Executor::cleanup(Job &job)
 		send(job, "ROLLBACK");
 		return;
 	}
+	record_end(job);
+}
+
+// The task's outcome is known: record it.
+void
+Executor::record_end(Job &job)
+{
 	job.step = Step::Recording;
-	set_slot(job.ref, SlotState::Ending, -1, -1, -1);
+	set_slot_outcome(job.ref, SlotState::Ending, job.outcome, job.error);
 	send_record_end(job);
 }
 
@@ -825,7 +834,7 @@ Executor::crash_coming(int pid)
 void
 Executor::record_pending(Job &job)
 {
-	mark_record_pending(job.ref, job.outcome, job.error);
+	set_slot_outcome(job.ref, SlotState::RecordPending, job.outcome, job.error);
 	job.step = Step::Done;
 	job.in_flight = false;
 }
@@ -1176,6 +1185,9 @@ Executor::adopt_orphans()
 			pids.push_back(s->backend_pid);
 		if (s->state == SlotState::Starting) {
 			board_set_state(i, SlotState::Queued); // its old place in the queue
+		} else if (s->state == SlotState::Ending && s->outcome != Outcome::None) {
+			// Its statements were done: the outcome it was recording stands.
+			board_set_state(i, SlotState::RecordPending);
 		} else {
 			s->outcome = Outcome::Failed;
 			strlcpy(board_message(i),

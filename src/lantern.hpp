@@ -48,7 +48,7 @@ struct TaskSlot {
 	SlotState state;
 	bool cancel_requested;	  // cancel_task asked; executor acts on it
 	bool cancel_sent;		  // executor signalled the backend
-	Outcome outcome;		  // RecordPending: what to record
+	Outcome outcome;		  // Ending, RecordPending: what to record
 	uint32 generation;		  // bumped each time the slot is taken: detects reuse
 	Oid dboid;
 	Oid store_relid;		  // the store of the extension that queued it

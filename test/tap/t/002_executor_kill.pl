@@ -83,6 +83,38 @@ sub check_queued_ran_once
 	is(task_backends($node, "query LIKE '%pg_sleep%'"), '0', 'term: no sleeper backend lingers');
 }
 
+# ---- SIGTERM while the executor records a task's end ------------------------
+# The task's statements are done; its recording call waits for a row lock the
+# test holds. The executor stops there: its successor records the outcome the
+# task had (succeeded), not a failure.
+{
+	my $holder = $node->background_psql('postgres');
+	$holder->query_safe('SELECT pg_advisory_lock(91)');
+	my $id = submit($node, 'postgres',
+		"SELECT pg_advisory_xact_lock_shared(91); INSERT INTO runs VALUES ('ending')");
+	wait_sql($node, 'postgres',
+		"SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'lantern_fdw task $id' AND wait_event = 'advisory'",
+		't', 'ending: the task waits at its first statement');
+	my $pid = $node->safe_psql('postgres',
+		"SELECT pid FROM pg_stat_activity WHERE application_name = 'lantern_fdw task $id'");
+	$holder->query_safe("BEGIN; SELECT 1 FROM _lantern_fdw.task_log WHERE jobid = $id FOR UPDATE; SELECT pg_advisory_unlock(91)");
+	# (The session reset before the recording call resets application_name.)
+	wait_sql($node, 'postgres',
+		"SELECT count(*) = 1 FROM pg_stat_activity WHERE pid = $pid AND query LIKE '%record_end($id,%' AND wait_event_type = 'Lock'",
+		't', 'ending: the task is done and its end is being recorded');
+	my $old = executor_pid($node);
+	is($node->safe_psql('postgres', "SELECT pg_terminate_backend($old)"), 't', 'ending: SIGTERM sent to the executor');
+	wait_sql($node, 'postgres',
+		"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'lantern_fdw executor' AND pid <> $old",
+		't', 'ending: a new executor has started');
+	$holder->query_safe('ROLLBACK');
+	$holder->quit;
+	is(wait_ended($node, 'postgres', $id), 'succeeded', 'ending: the task is recorded as succeeded');
+	is($node->safe_psql('postgres', "SELECT error_message IS NULL FROM lantern.tasks WHERE jobid = $id"), 't',
+		'ending: with no error message');
+	is($node->safe_psql('postgres', "SELECT count(*) FROM runs WHERE tag = 'ending'"), '1', 'ending: it ran once');
+}
+
 # ---- SIGKILL ----------------------------------------------------------------
 {
 	my ($sleepers, $queued, $pids) = load_tasks('kill');
