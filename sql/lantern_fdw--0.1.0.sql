@@ -87,11 +87,14 @@ CREATE FUNCTION _lantern_fdw.active_tasks(
     AS 'MODULE_PATHNAME', 'lantern_active_tasks' LANGUAGE C STRICT VOLATILE;
 
 -- One row per progress-reporting command, with the percent done of its
--- current phase: NULL for phases that report no counters (sorting).
+-- current phase: NULL for phases that report no counters (sorting). While a
+-- table scan reads its first block, PostgreSQL reports all blocks done: NULL
+-- then too, rather than 100 followed by a low figure.
 CREATE VIEW _lantern_fdw.command_progress AS
 SELECT pid, command, phase,
        round(100.0 * CASE
-           WHEN phase LIKE '%scanning table%' AND blocks_total > 0 THEN blocks_done::numeric / blocks_total
+           WHEN phase LIKE '%scanning table%' THEN
+               CASE WHEN blocks_done < blocks_total THEN blocks_done::numeric / blocks_total END
            WHEN phase LIKE 'waiting for%' AND lockers_total > 0 THEN lockers_done::numeric / lockers_total
            WHEN phase LIKE '%sorting%' THEN NULL
            WHEN tuples_total > 0 THEN tuples_done::numeric / tuples_total
