@@ -32,6 +32,8 @@ constexpr long kMaxRetentionIntervalMs = 60000;
 constexpr int kMaxRecordAttempts = 2;
 constexpr int kMaxMaintenanceAttempts = 5;
 
+const char *const kLoopbackHint = "HINT:  lantern_fdw.host and lantern_fdw.connection_options must lead to this "
+								  "server itself, not to another server or a connection pooler (see docs/settings.md).";
 const char *const kConnectHint = "HINT:  The lantern_fdw executor connects to the server like any client: allow it "
 								 "in pg_hba.conf (see docs/setup.md).";
 
@@ -397,6 +399,17 @@ Executor::poll_connect(Job &job)
 	PQsetnonblocking(pg, 1);
 	PQsetNoticeProcessor(pg, discard_notice, nullptr);
 	job.conn->backend_pid = PQbackendPID(pg);
+	// The executor signals, and watches, the task's backend by its pid: the
+	// connection must reach a backend of this server, in the task's database
+	// (not another server, nor a connection pooler).
+	PGPROC *proc = job.conn->backend_pid > 0 ? BackendPidGetProc(job.conn->backend_pid) : nullptr;
+	if (proc == nullptr || proc->databaseId != job.dboid) {
+		job.conn->backend_pid = 0;
+		job.step = Step::Starting; // connected: no pg_hba.conf hint
+		connection_failed(job, "the task connection did not reach a backend of this server in database \"" +
+								   job.dbname + "\"\n" + kLoopbackHint);
+		return;
+	}
 	job.step = Step::Starting;
 	set_slot(job.ref, SlotState::Starting, job.conn->backend_pid, -1, -1);
 	char sql[128];
@@ -733,6 +746,8 @@ Executor::cleanup(Job &job)
 			job.error = "ERROR:  the task ended inside a transaction block; its transaction was rolled back";
 		}
 		job.step = Step::RollingBack;
+		// The outcome is final: a successor records it if we stop now.
+		set_slot_outcome(job.ref, SlotState::Running, job.outcome, job.error);
 		send(job, "ROLLBACK");
 		return;
 	}
@@ -789,7 +804,8 @@ Executor::connection_failed(Job &job, const std::string &message)
 		// Back in the queue, in its place; dispatching pauses for a while.
 		elog(LOG, "lantern_fdw: task %lld stays queued: %s", static_cast<long long>(job.jobid), text.c_str());
 		requeue_slot(job.ref);
-		dispatch_paused_until_ = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), kCannotConnectPauseMs);
+		dispatch_paused_until_ = std::max(dispatch_paused_until_,
+										  TimestampTzPlusMilliseconds(GetCurrentTimestamp(), kCannotConnectPauseMs));
 		job.conn.reset();
 		job.step = Step::Done;
 		return;
@@ -1185,7 +1201,7 @@ Executor::adopt_orphans()
 			pids.push_back(s->backend_pid);
 		if (s->state == SlotState::Starting) {
 			board_set_state(i, SlotState::Queued); // its old place in the queue
-		} else if (s->state == SlotState::Ending && s->outcome != Outcome::None) {
+		} else if (s->outcome != Outcome::None) {
 			// Its statements were done: the outcome it was recording stands.
 			board_set_state(i, SlotState::RecordPending);
 		} else {

@@ -191,7 +191,7 @@ void forget_store_at_commit(Oid store_relid);
 bool requeue_task(Store *store, HeapTuple row);
 // Serializes the writers of a store's rows of an earlier server life
 // (recovery, and cancel of a row recovery has not reached), until commit.
-void lock_earlier_rows(Oid store_relid);
+bool lock_earlier_rows(Oid store_relid, bool wait);
 
 // ---- workers ----
 extern "C" {

@@ -36,9 +36,12 @@ recover_batch()
 	Store store;
 	store_open(&store, RowExclusiveLock);
 	TupleDesc desc = RelationGetDescr(store.rel);
-	// A cancel may be writing one of these rows: wait for it, and read what
-	// it committed.
-	lock_earlier_rows(RelationGetRelid(store.rel));
+	// A cancel may be writing one of these rows: let it commit (try again
+	// later), then read what it committed.
+	if (!lock_earlier_rows(RelationGetRelid(store.rel), false)) {
+		store_close(&store, RowExclusiveLock);
+		return false;
+	}
 	Snapshot snap = RegisterSnapshot(GetLatestSnapshot());
 	SysScanDesc scan = systable_beginscan(store.rel, InvalidOid, false, snap, 0, nullptr);
 	HeapTuple row;
@@ -74,6 +77,20 @@ recover_batch()
 	return complete;
 }
 
+// A message kept on the board may have been cut inside a character, or come
+// from libpq in another encoding: make it valid text of this database.
+static void
+make_valid_text(char *msg)
+{
+	int len = static_cast<int>(strlen(msg));
+	len = pg_mbcliplen(msg, len, len);
+	msg[len] = '\0';
+	if (!pg_verifymbstr(msg, len, true))
+		for (char *c = msg; *c != '\0'; c++)
+			if (IS_HIGHBIT_SET(*c))
+				*c = '?';
+}
+
 struct PendingOutcome {
 	SlotRef ref;
 	int64 jobid;
@@ -98,6 +115,7 @@ write_pending_outcomes(Oid store_relid)
 		p.jobid = s->jobid;
 		p.outcome = s->outcome;
 		memcpy(p.message, board_message(i), kMessageLen);
+		p.message[kMessageLen - 1] = '\0';
 	}
 	LWLockRelease(board_lock());
 	if (n == 0)
@@ -112,6 +130,7 @@ write_pending_outcomes(Oid store_relid)
 		if (row == nullptr || !duration_is_null(row, RelationGetDescr(store.rel)))
 			continue;
 		const char *status = outcome_name(items[i].outcome);
+		make_valid_text(items[i].message);
 		store_record_end(&store, row, status, items[i].message[0] ? items[i].message : nullptr);
 	}
 	store_close(&store, RowExclusiveLock);
@@ -224,7 +243,9 @@ lantern_maintenance_main(Datum arg)
 		end_work();
 		if (complete)
 			break;
-		// The board is full: wait for a slot before going on.
+		// The board is full, or a cancel holds the rows: meanwhile write the
+		// outcomes of this server life, then wait for a slot (or a second).
+		write_pending_outcomes(store_relid);
 		ConditionVariableTimedSleep(board_cv(), 1000, PG_WAIT_EXTENSION);
 		ConditionVariableCancelSleep();
 	}

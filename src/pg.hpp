@@ -28,6 +28,7 @@ extern "C" {
 #include "funcapi.h"
 #include "lib/ilist.h"
 #include "libpq/pqsignal.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"

@@ -107,9 +107,22 @@ forget_store_at_commit(Oid store_relid)
 	forget_store_subid = GetCurrentSubTransactionId();
 }
 
+// lock_earlier_rows was taken in this transaction: it must not be prepared
+// (a prepared transaction would keep recovery waiting across restarts).
+static bool holds_earlier_rows_lock = false;
+
 static void
 xact_callback(XactEvent event, void *)
 {
+	if (holds_earlier_rows_lock) {
+		if (event == XACT_EVENT_PRE_PREPARE)
+			ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+							errmsg("cannot PREPARE a transaction that has canceled lantern_fdw tasks"),
+							errhint("Submit and cancel tasks in transactions that COMMIT directly.")));
+		if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_ABORT ||
+			event == XACT_EVENT_PARALLEL_ABORT)
+			holds_earlier_rows_lock = false;
+	}
 	if (OidIsValid(forget_store)) {
 		if (event == XACT_EVENT_COMMIT)
 			forget_dropped_store();
@@ -452,7 +465,9 @@ cancel_items(Store *store, CancelItem *items, int n, bool quiet)
 	if (earlier_rows) {
 		// Recovery may be putting these rows back on the board right now:
 		// wait for it, then look again; it cannot start on them until we commit.
-		lock_earlier_rows(store_relid);
+		xact_register_callbacks();
+		lock_earlier_rows(store_relid, true);
+		holds_earlier_rows_lock = true;
 		snap = GetLatestSnapshot();
 		for (int i = 0; i < n; i++) {
 			bool ended = false;
@@ -578,14 +593,15 @@ namespace lantern {
 // A transaction-level lock of its own kind (an advisory tag with a class no
 // SQL advisory lock function uses), so that a cancel and recovery never
 // rewrite the same row at once: one waits for the other's commit, like for
-// a row lock, and then reads the row again.
-void
-lock_earlier_rows(Oid store_relid)
+// a row lock, and then reads the row again. Returns false if !wait and the
+// lock is taken.
+bool
+lock_earlier_rows(Oid store_relid, bool wait)
 {
 	constexpr uint16 kEarlierRowsLockClass = 0x4c46; // "LF"
 	LOCKTAG tag;
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, store_relid, 0, kEarlierRowsLockClass);
-	(void)LockAcquire(&tag, ExclusiveLock, false, false);
+	return LockAcquire(&tag, ExclusiveLock, false, !wait) != LOCKACQUIRE_NOT_AVAIL;
 }
 
 // Recovery: puts a queued task of an earlier server life back on the board,

@@ -166,8 +166,32 @@ wait_sql($node, 'postgres', "SELECT current_setting('lantern_fdw.connection_opti
 $next = submit($node, 'postgres', "INSERT INTO runs VALUES ('after-hang')");
 is(wait_ended($node, 'postgres', $next), 'succeeded', 'hang: afterwards a task runs');
 
+# ---- a connection that reaches another server -----------------------------
+# The executor watches and signals a task's backend by its pid: a connection
+# that leads elsewhere (another server, a pooler) is refused.
+my $other = PostgreSQL::Test::Cluster->new('other');
+$other->init;
+$other->start;
+my $elsewhere_opts = 'host=' . $other->host . ' port=' . $other->port;
+$node->safe_psql('postgres',
+	"ALTER SYSTEM SET lantern_fdw.connection_options = '$elsewhere_opts'; SELECT pg_reload_conf()");
+wait_sql($node, 'postgres', "SELECT current_setting('lantern_fdw.connection_options') = '$elsewhere_opts'",
+	't', 'elsewhere: the executor is pointed at another server');
+my $elsewhere = submit($node, 'postgres', "INSERT INTO runs VALUES ('elsewhere')");
+is(wait_ended($node, 'postgres', $elsewhere), 'failed', 'elsewhere: the task failed');
+like(
+	$node->safe_psql('postgres', "SELECT error_message FROM lantern.tasks WHERE jobid = $elsewhere"),
+	qr/^the task connection did not reach a backend of this server in database "postgres"\nHINT:  lantern_fdw\.host/,
+	'elsewhere: refused with a clear error');
+$node->safe_psql('postgres', 'ALTER SYSTEM RESET lantern_fdw.connection_options; SELECT pg_reload_conf()');
+wait_sql($node, 'postgres', "SELECT current_setting('lantern_fdw.connection_options') = ''", 't',
+	'elsewhere: settings restored');
+$other->stop;
+$next = submit($node, 'postgres', "INSERT INTO runs VALUES ('after-elsewhere')");
+is(wait_ended($node, 'postgres', $next), 'succeeded', 'elsewhere: afterwards a task runs');
+
 is($node->safe_psql('postgres', "SELECT string_agg(tag, ',' ORDER BY tag) FROM runs"),
-	'after-closed,after-hang,alice-1,alice-2', 'only the tasks that could connect ran');
+	'after-closed,after-elsewhere,after-hang,alice-1,alice-2', 'only the tasks that could connect ran');
 $node->stop;
 check_server_log($node);
 done_testing();

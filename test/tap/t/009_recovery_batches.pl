@@ -115,8 +115,8 @@ is(task_row($node, 'postgres', $sleeper), "failed|t|$EXPECTED_RESTART_MESSAGE", 
 
 # ---- canceling tasks recovery has not reached yet ------------------------------
 # Their rows are of the earlier server life; the canceler writes them itself.
-# Recovery, coming to them later, waits for the canceler's commit (like for a
-# row lock) and then leaves the canceled ones alone.
+# Recovery, coming to them later, holds back until the canceler has committed
+# and then leaves the canceled ones alone. Such a cancel cannot be prepared.
 {
 	$node->stop;
 	$node->append_conf('postgresql.conf', "lantern_fdw.max_tasks = 1024\n");
@@ -133,19 +133,26 @@ is(task_row($node, 'postgres', $sleeper), "failed|t|$EXPECTED_RESTART_MESSAGE", 
 	wait_sql($node, 'postgres', "SELECT status = 'running' FROM lantern.tasks WHERE jobid = $first", 't',
 		'phase 4: the first task waits at the gate');
 	$node->stop('immediate');
-	$node->append_conf('postgresql.conf', "lantern_fdw.max_tasks = 120\n");
+	$node->append_conf('postgresql.conf', "lantern_fdw.max_tasks = 120\nmax_prepared_transactions = 2\n");
 	$node->start;
 	# The board fills up with recovered tasks; the last ones wait for slots.
 	wait_sql($node, 'postgres', "SELECT count(*) >= 110 FROM lantern.task_progress", 't',
 		'phase 4: the board is full of recovered tasks');
+	my ($ret, $out, $err) = $node->psql('postgres',
+		"BEGIN; SELECT lantern.cancel_task($last - 1); PREPARE TRANSACTION 'lantern_phase4'");
+	like($err, qr/cannot PREPARE a transaction that has canceled lantern_fdw tasks/,
+		'phase 4: a transaction that canceled such a task cannot be prepared');
 	my $canceler = $node->background_psql('postgres');
 	$canceler->query_safe('BEGIN');
 	is($canceler->query_safe("SELECT lantern.cancel_task($last)"), 't',
 		'phase 4: a task recovery has not reached is canceled');
 	$node->safe_psql('postgres', 'UPDATE gate SET open = true');
-	wait_sql($node, 'postgres',
-		"SELECT count(*) = 1 FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 19526 AND NOT granted",
-		't', 'phase 4: recovery waits for the canceling transaction');
+	# The recovered tasks run and free the board, but recovery puts no more
+	# back while the canceler's transaction is open.
+	wait_sql($node, 'postgres', "SELECT count(*) = 0 FROM lantern.task_progress", 't',
+		'phase 4: the recovered tasks ran');
+	ok( $node->safe_psql('postgres', "SELECT count(*) FROM lantern.tasks WHERE jobid < $last AND status = 'queued'")
+		  > 0, 'phase 4: recovery holds back while the canceling transaction is open');
 	$canceler->query_safe('COMMIT');
 	$canceler->quit;
 	wait_sql($node, 'postgres', "SELECT count(*) = 0 FROM lantern.tasks WHERE duration IS NULL", 't',
