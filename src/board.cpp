@@ -375,10 +375,21 @@ board_record_pending_count()
 	return the_board->record_pending_count;
 }
 
-char *
+// The messages are kept apart from the slots, and touched only when there is
+// one: with many slots, that keeps most of their pages out of memory.
+const char *
 board_message(int index)
 {
-	return the_messages + static_cast<Size>(index) * kMessageLen;
+	return the_board->slots[index].has_message ? the_messages + static_cast<Size>(index) * kMessageLen : "";
+}
+
+void
+board_set_message(int index, const char *message)
+{
+	TaskSlot *s = &the_board->slots[index];
+	s->has_message = message[0] != '\0';
+	if (s->has_message)
+		strlcpy(the_messages + static_cast<Size>(index) * kMessageLen, message, kMessageLen);
 }
 
 // Called with the lock held by the xact callbacks and the executor.

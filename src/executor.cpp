@@ -240,7 +240,7 @@ set_slot_outcome(const SlotRef &ref, SlotState state, Outcome outcome, const std
 	TaskSlot *s = board_slot(ref.index);
 	if (s->generation == ref.generation && s->state != SlotState::Free) {
 		s->outcome = outcome;
-		strlcpy(board_message(ref.index), message.c_str(), kMessageLen);
+		board_set_message(ref.index, message.c_str());
 		board_set_state(ref.index, state);
 	}
 	LWLockRelease(board_lock());
@@ -1206,10 +1206,8 @@ Executor::adopt_orphans()
 			board_set_state(i, SlotState::RecordPending);
 		} else {
 			s->outcome = Outcome::Failed;
-			strlcpy(board_message(i),
-					"ERROR:  the lantern_fdw executor stopped while the task was running; its backend was terminated, "
-					"and its statements that had not committed were rolled back",
-					kMessageLen);
+			board_set_message(i, "ERROR:  the lantern_fdw executor stopped while the task was running; its backend "
+								 "was terminated, and its statements that had not committed were rolled back");
 			board_set_state(i, SlotState::RecordPending);
 		}
 		s->backend_pid = 0;

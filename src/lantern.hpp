@@ -49,6 +49,7 @@ struct TaskSlot {
 	bool cancel_requested;	  // cancel_task asked; executor acts on it
 	bool cancel_sent;		  // executor signalled the backend
 	Outcome outcome;		  // Ending, RecordPending: what to record
+	bool has_message;		  // ... and whether board_message() has its text
 	uint32 generation;		  // bumped each time the slot is taken: detects reuse
 	Oid dboid;
 	Oid store_relid;		  // the store of the extension that queued it
@@ -117,8 +118,10 @@ int board_next_active(int index);
 // The queued slot that has waited longest, or -1.
 int board_queue_head();
 int board_record_pending_count();
-// RecordPending: the error_message to record (kMessageLen bytes).
-char *board_message(int index);
+// Ending, RecordPending: the error_message to record ("" for none; at most
+// kMessageLen - 1 bytes). Caller holds the lock (exclusively to set it).
+const char *board_message(int index);
+void board_set_message(int index, const char *message);
 // Next FIFO position; caller holds the lock exclusively.
 uint64 board_next_queue_seq();
 int board_active_count();

@@ -114,8 +114,7 @@ write_pending_outcomes(Oid store_relid)
 		p.ref = SlotRef{i, s->generation};
 		p.jobid = s->jobid;
 		p.outcome = s->outcome;
-		memcpy(p.message, board_message(i), kMessageLen);
-		p.message[kMessageLen - 1] = '\0';
+		strlcpy(p.message, board_message(i), kMessageLen);
 	}
 	LWLockRelease(board_lock());
 	if (n == 0)
