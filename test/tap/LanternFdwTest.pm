@@ -124,14 +124,16 @@ sub task_backends
 }
 
 # The server log shows no crash: no PANIC, no assertion failure, no
-# process terminated by SIGSEGV/SIGABRT/SIGBUS.
+# process terminated by SIGSEGV/SIGABRT/SIGBUS (in English, or in German for
+# the node of 010_smart_shutdown.pl that runs with lc_messages = de_DE).
 sub check_server_log
 {
 	my ($node) = @_;
 	my $log = slurp_file($node->logfile);
 	my $name = $node->name;
-	my @bad = grep { /PANIC|TRAP:|terminated by signal (?:6|7|11)\b|server process .* was terminated by exception/ }
-	  split /\n/, $log;
+	my @bad = grep {
+		/PANIC|PANIK|TRAP:|terminated by signal (?:6|7|11)\b|von Signal (?:6|7|11) beendet|server process .* was terminated by exception/
+	} split /\n/, $log;
 	is(scalar(@bad), 0, "server log of $name has no PANIC, assertion failure or crash")
 	  or diag(join("\n", @bad[0 .. ($#bad < 20 ? $#bad : 19)]));
 }
