@@ -468,7 +468,9 @@ Executor::chain_next(Job &job)
 	// limit may have been lowered meanwhile).
 	long active = std::count_if(jobs_.begin(), jobs_.end(),
 								[](const std::unique_ptr<Job> &j) { return j->step != Step::Done; });
-	if (active > guc_max_parallel_tasks || GetCurrentTimestamp() < dispatch_paused_until_)
+	if (active > guc_max_parallel_tasks)
+		return nullptr;
+	if (dispatch_paused_until_ != 0 && GetCurrentTimestamp() < dispatch_paused_until_)
 		return nullptr;
 	TaskSlot picked;
 	SlotRef ref{-1, 0};

@@ -448,19 +448,29 @@ struct CancelItem {
 	bool write_row;
 };
 
+// Reads the rows of the items not done yet with snap: an item is done when
+// the caller may not cancel it, or it has ended.
+static void
+check_items(Store *store, CancelItem *items, int n, Snapshot snap, bool quiet)
+{
+	for (int i = 0; i < n; i++) {
+		bool ended = false;
+		if (!items[i].done)
+			items[i].done =
+				!check_cancelable(store, items[i].jobid, snap, quiet, &ended, &items[i].row_board) || ended;
+	}
+}
+
 // Cancels a set of tasks. All queued ones leave the queue under one lock
 // hold, before any running one is stopped: a slot freed by a stopped task
 // can then not start a task that was queued when this was called.
 static void
 cancel_items(Store *store, CancelItem *items, int n, bool quiet)
 {
-	Snapshot snap = GetActiveSnapshot();
+	check_items(store, items, n, GetActiveSnapshot(), quiet);
 	bool earlier_rows = false;
-	for (int i = 0; i < n; i++) {
-		bool ended = false;
-		items[i].done = !check_cancelable(store, items[i].jobid, snap, quiet, &ended, &items[i].row_board) || ended;
+	for (int i = 0; i < n; i++)
 		earlier_rows |= !items[i].done && items[i].row_board != board_id();
-	}
 	Oid store_relid = RelationGetRelid(store->rel);
 	if (earlier_rows) {
 		// Recovery may be putting these rows back on the board right now:
@@ -468,13 +478,7 @@ cancel_items(Store *store, CancelItem *items, int n, bool quiet)
 		xact_register_callbacks();
 		lock_earlier_rows(store_relid, true);
 		holds_earlier_rows_lock = true;
-		snap = GetLatestSnapshot();
-		for (int i = 0; i < n; i++) {
-			bool ended = false;
-			if (!items[i].done)
-				items[i].done =
-					!check_cancelable(store, items[i].jobid, snap, true, &ended, &items[i].row_board) || ended;
-		}
+		check_items(store, items, n, GetLatestSnapshot(), true);
 	}
 	TransactionId my_xid = GetTopTransactionId(); // a Canceling slot names it; get it before locking
 	xact_register_callbacks();
@@ -541,13 +545,7 @@ cancel_items(Store *store, CancelItem *items, int n, bool quiet)
 		// Another transaction is canceling a task: wait for it like for a row
 		// lock, then look again with a fresh snapshot.
 		XactLockTableWait(wait_for, nullptr, nullptr, XLTW_None);
-		snap = GetLatestSnapshot();
-		for (int i = 0; i < n; i++) {
-			if (items[i].done)
-				continue;
-			bool ended = false;
-			items[i].done = !check_cancelable(store, items[i].jobid, snap, true, &ended, &items[i].row_board) || ended;
-		}
+		check_items(store, items, n, GetLatestSnapshot(), true);
 	}
 }
 

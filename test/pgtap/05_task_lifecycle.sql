@@ -10,22 +10,7 @@ CREATE EXTENSION IF NOT EXISTS lantern_fdw;
 
 SELECT plan(55);
 
--- Waits (up to 30 s) until every task in ids shows the status want.
-CREATE FUNCTION pg_temp.await_status(ids bigint[], want text) RETURNS boolean LANGUAGE plpgsql AS $$
-DECLARE
-    deadline timestamptz := clock_timestamp() + interval '30 s';
-BEGIN
-    LOOP
-        IF (SELECT count(*) FROM lantern.tasks WHERE jobid = ANY (ids) AND status = want) = cardinality(ids) THEN
-            RETURN true;
-        END IF;
-        IF clock_timestamp() > deadline THEN
-            RETURN false;
-        END IF;
-        PERFORM pg_sleep(0.01);
-    END LOOP;
-END
-$$;
+\ir include/await_status.psql
 
 CREATE FUNCTION pg_temp.explain(query text) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
