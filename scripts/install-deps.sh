@@ -10,6 +10,8 @@ packages=(
   postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl libipc-run-perl
   cmake g++ make
   locales
+  # building pgvector, and servers 16-18, from source (scripts/build-server.sh)
+  dpkg-dev bison flex libreadline-dev zlib1g-dev libssl-dev pkg-config xz-utils
 )
 
 # A package counts as present if it is installed or provided by an installed
@@ -25,6 +27,27 @@ for p in "${packages[@]}"; do
   grep -qxF -- "$p" <<<"$present" || missing+=("$p")
 done
 
+# Source packages (never binaries) of newer Debian suites: pgvector and
+# postgresql-17 from trixie, postgresql-18 from forky. Each suite has its own
+# sources file holding only a deb-src line.
+add_deb_src() {
+  local suite=$1 file=/etc/apt/sources.list.d/lantern-fdw-src-$1.sources
+  [[ -f $file ]] && return 1
+  cat >"$file" <<EOS
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: $suite
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOS
+}
+new_sources=
+if [[ $(id -u) -eq 0 ]]; then
+  for suite in trixie forky; do
+    add_deb_src "$suite" && new_sources=1
+  done
+fi
+
 if ((${#missing[@]} == 0)) && [[ -z ${FORCE:-} ]]; then
   echo "install-deps: all packages already installed"
 else
@@ -35,6 +58,10 @@ else
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
   apt-get install -y -q "${packages[@]}"
+  new_sources=
+fi
+if [[ -n $new_sources ]]; then
+  apt-get update -q
 fi
 
 # The test servers and the demo cluster run as `postgres` (PostgreSQL refuses
@@ -54,4 +81,30 @@ if ! locale -a 2>/dev/null | grep -qix 'de_DE\.utf-\?8'; then
     exit 1
   fi
   localedef -i de_DE -f UTF-8 de_DE.UTF-8
+fi
+
+# pgvector for bookworm's PostgreSQL 15 (bookworm has no package of it): the
+# tests and the demo build vector indexes. Built from trixie's source package;
+# lantern_fdw itself does not need it. Servers 16-18 get theirs in
+# scripts/build-server.sh.
+pg15_config=/usr/lib/postgresql/15/bin/pg_config
+if [[ ! -f $("$pg15_config" --sharedir)/extension/vector.control ]]; then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "install-deps: pgvector is missing; run as root to build it" >&2
+    exit 1
+  fi
+  src=$(mktemp -d)
+  (
+    cd "$src"
+    apt-get source -q --only-source pgvector/trixie
+    cd pgvector-*/
+    make -j"$(nproc)" PG_CONFIG="$pg15_config"
+    make PG_CONFIG="$pg15_config" install
+  ) >"$src.log" 2>&1 || {
+    tail -n 40 "$src.log" >&2
+    echo "install-deps: building pgvector failed" >&2
+    exit 1
+  }
+  rm -rf "$src" "$src.log"
+  echo "install-deps: pgvector built and installed for PostgreSQL 15"
 fi

@@ -22,14 +22,6 @@ case $suite in
     ;;
 esac
 
-# One port per suite so that suites can run in parallel (ctest -j).
-case $suite in
-  regress) port=54321 ;;
-  pgtap) port=54322 ;;
-  isolation) port=54323 ;;
-  tap) port=54324 ;; # unused: PostgreSQL::Test::Cluster picks its own ports
-esac
-
 if [[ -n ${PG_CONFIG:-} ]]; then
   :
 elif [[ -n ${PG_BINDIR:-} && -x $PG_BINDIR/pg_config ]]; then
@@ -40,6 +32,16 @@ fi
 PG_BINDIR=${PG_BINDIR:-$("$PG_CONFIG" --bindir)}
 PGXS=$("$PG_CONFIG" --pkglibdir)/pgxs
 export PG_CONFIG PG_BINDIR
+pg_major=$("$PG_CONFIG" --version | sed -E 's/^[^0-9]*([0-9]+).*/\1/')
+
+# One port per suite and server version, so that suites and versions can run
+# side by side (ctest -j, several PG_MAJOR at once).
+case $suite in
+  regress) port=$((54000 + pg_major * 10 + 1)) ;;
+  pgtap) port=$((54000 + pg_major * 10 + 2)) ;;
+  isolation) port=$((54000 + pg_major * 10 + 3)) ;;
+  tap) port=0 ;; # unused: PostgreSQL::Test::Cluster picks its own ports
+esac
 
 die() {
   echo "run_suite.sh [$suite]: $*" >&2
@@ -56,10 +58,14 @@ if [[ -z ${LANTERN_TEST_WORKDIR:-} ]]; then
   else
     base=${TMPDIR:-/tmp}/lantern_fdw_tests-$(id -un)
   fi
-  W=$base/$suite
+  W=$base/pg$pg_major/$suite
   rm -rf "$W"
   mkdir -p "$W"
-  chmod 755 "$base" # postgres must be able to reach $W even under umask 077
+  chmod 755 "$base" "$base/pg$pg_major" # postgres must reach $W even under umask 077
+  # Port reservations of the TAP clusters, shared by every run on this machine.
+  export LANTERN_TEST_PORTDIR=$base/portlock
+  mkdir -p "$LANTERN_TEST_PORTDIR"
+  chmod 1777 "$LANTERN_TEST_PORTDIR"
   for d in sql expected test; do
     if [[ -d $repo/$d ]]; then
       cp -R "$repo/$d" "$W/"
@@ -75,6 +81,7 @@ if [[ -z ${LANTERN_TEST_WORKDIR:-} ]]; then
     chown -R postgres: "$W"
     echo "run_suite.sh [$suite]: running as postgres in $W"
     exec runuser -u postgres -- env LANTERN_TEST_WORKDIR="$W" \
+      LANTERN_TEST_PORTDIR="$LANTERN_TEST_PORTDIR" \
       PG_BINDIR="$PG_BINDIR" PG_CONFIG="$PG_CONFIG" \
       bash "$W/test/run_suite.sh" "$suite"
   fi
@@ -250,8 +257,11 @@ run_tap() {
   # TESTDIR    - base of tmp_check/ (data dirs, logs, port locks);
   # PG_REGRESS - pg_regress binary, run by Cluster->init (--config-auth);
   # PATH       - initdb, pg_ctl, psql and pg_config of the target server.
+  # PG_TEST_PORT_DIR: one port reservation directory for all concurrent runs
+  # (several server versions at once), so their clusters never share a port.
   local rc=0
-  TESTDIR=$W PG_REGRESS=$PGXS/src/test/regress/pg_regress \
+  PG_TEST_PORT_DIR=$LANTERN_TEST_PORTDIR \
+    TESTDIR=$W PG_REGRESS=$PGXS/src/test/regress/pg_regress \
     prove -v -I "$PGXS/src/test/perl" -I "$W/test/tap" "${files[@]}" || rc=$?
   if ((rc != 0)); then
     shopt -s nullglob
