@@ -222,6 +222,11 @@ lantern_maintenance_main(Datum arg)
 		proc_exit(0);
 	}
 
+	// On the condition variable's wait list before the first look, so that no
+	// slot freed meanwhile goes unnoticed (a sleep that was not prepared
+	// returns at once: the loop would spin).
+	if (recover)
+		ConditionVariablePrepareToSleep(board_cv());
 	while (recover) {
 		begin_work();
 		bool complete = recover_batch();
@@ -232,8 +237,9 @@ lantern_maintenance_main(Datum arg)
 		// outcomes of this server life, then wait for a slot (or a second).
 		write_pending_outcomes(store_relid);
 		ConditionVariableTimedSleep(board_cv(), 1000, PG_WAIT_EXTENSION);
-		ConditionVariableCancelSleep();
 	}
+	if (recover)
+		ConditionVariableCancelSleep();
 	if (recover)
 		board_ack_recovery(MyDatabaseId);
 
