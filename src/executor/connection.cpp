@@ -136,11 +136,8 @@ TimestampTz
 ConnectionPool::next_expiry() const
 {
 	TimestampTz next = 0;
-	for (auto &c : idle_) {
-		TimestampTz t = TimestampTzPlusMilliseconds(c->idle_since, guc_idle_connection_timeout_ms);
-		if (t != 0 && (next == 0 || t < next))
-			next = t;
-	}
+	for (auto &c : idle_)
+		earliest(next, TimestampTzPlusMilliseconds(c->idle_since, guc_idle_connection_timeout_ms));
 	return next;
 }
 

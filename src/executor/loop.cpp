@@ -78,8 +78,7 @@ Executor::wait_timeout(TimestampTz now) const
 {
 	TimestampTz next = 0;
 	for (TimestampTz t : {tasks_.next_deadline(now), pool_.next_expiry(), maintenance_.next_deadline(now)})
-		if (t != 0 && (next == 0 || t < next))
-			next = t;
+		earliest(next, t);
 	if (next == 0)
 		return -1;
 	return std::max<long>(0, TimestampDifferenceMilliseconds(now, next) + 1);

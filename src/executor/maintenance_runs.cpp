@@ -154,10 +154,7 @@ TimestampTz
 MaintenanceScheduler::next_deadline(TimestampTz now) const
 {
 	TimestampTz next = 0;
-	auto consider = [&](TimestampTz t) {
-		if (t != 0 && (next == 0 || t < next))
-			next = t;
-	};
+	auto consider = [&](TimestampTz t) { earliest(next, t); };
 	if (retry_all_at_ > now)
 		consider(retry_all_at_);
 	for (auto &r : retry_at_)

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "executor/slots.hpp"
+#include "executor/wait.hpp"
 
 #include <map>
 #include <set>

@@ -683,10 +683,7 @@ TimestampTz
 Tasks::next_deadline(TimestampTz now) const
 {
 	TimestampTz next = 0;
-	auto consider = [&](TimestampTz t) {
-		if (t != 0 && (next == 0 || t < next))
-			next = t;
-	};
+	auto consider = [&](TimestampTz t) { earliest(next, t); };
 	for (auto &job : jobs_) {
 		if (job->step == Step::Connecting)
 			consider(job->connect_deadline);

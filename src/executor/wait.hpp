@@ -12,6 +12,14 @@ struct WaitSocket {
 	uint32 events;
 };
 
+// Makes next the earlier of next and t, where 0 means "none".
+inline void
+earliest(TimestampTz &next, TimestampTz t)
+{
+	if (t != 0 && (next == 0 || t < next))
+		next = t;
+}
+
 class Waiter {
   public:
 	// Waits up to timeout_ms (-1: no limit) for the latch (reset here), or an
