@@ -135,18 +135,21 @@ slots_adopt_orphans()
 std::vector<PendingRef>
 slots_pending_outcomes(Oid db)
 {
-	std::vector<PendingRef> refs;
-	refs.reserve(board_nslots());
+	// Called on every pass of the loop: the room for every slot is taken once.
+	static std::vector<PendingRef> found;
+	if (found.capacity() < static_cast<size_t>(board_nslots()))
+		found.reserve(board_nslots());
+	found.clear();
 	pg_guarded([&] {
 		board_acquire(LW_SHARED);
 		if (board_record_pending_count() > 0)
 			board_each_active([&](int i, const TaskSlot *s) {
 				if (s->state == SlotState::RecordPending && (!OidIsValid(db) || s->dboid == db))
-					refs.push_back(PendingRef{SlotRef{i, s->generation}, s->dboid});
+					found.push_back(PendingRef{SlotRef{i, s->generation}, s->dboid});
 			});
 		board_release();
 	});
-	return refs;
+	return std::vector<PendingRef>(found.begin(), found.end());
 }
 
 int
