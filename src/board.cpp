@@ -1,8 +1,10 @@
 // The task board: shared memory slots for tasks that are reserved, queued,
-// running or waiting for their outcome to be written. One LWLock guards all
-// of it; a condition variable is broadcast whenever a slot is freed.
+// running or waiting for their outcome to be written, their index and lists.
+// One LWLock guards all of it; a condition variable is broadcast whenever a
+// slot is freed.
 #include "pg.hpp"
-#include "lantern.hpp"
+#include "board.hpp"
+#include "settings.hpp"
 
 namespace lantern {
 
@@ -10,7 +12,6 @@ struct Board {
 	LWLock *lock;				// guards every field below, the slots and the index
 	ConditionVariable task_ended; // broadcast when a slot is freed
 	Latch *executor_latch;
-	int executor_pid;
 	uint64 board_id;	 // differs between board lifetimes (server starts)
 	uint64 next_queue_seq;
 	bool recovery_needed; // until the executor has had every database recovered
@@ -39,6 +40,63 @@ struct BoardEntry {
 static Board *the_board = nullptr;
 static HTAB *the_index = nullptr;
 static char *the_messages = nullptr; // nslots * kMessageLen, apart from the slots to keep them small
+
+#define ASSERT_LOCKED() Assert(LWLockHeldByMe(the_board->lock))
+#define ASSERT_LOCKED_EXCLUSIVE() Assert(LWLockHeldByMeInMode(the_board->lock, LW_EXCLUSIVE))
+
+// ---- the state machine ----
+
+static constexpr int kNumStates = static_cast<int>(SlotState::RecordPending) + 1;
+
+static constexpr uint16
+bit(SlotState s)
+{
+	return static_cast<uint16>(1u << static_cast<int>(s));
+}
+
+// kLegal[from]: the states a slot may go to from state `from` (board.hpp and
+// docs/design.md list who makes each move, and when).
+static constexpr uint16 kLegal[kNumStates] = {
+	/* Free */ bit(SlotState::Reserved),
+	/* Reserved */ bit(SlotState::Queued) | bit(SlotState::Free) | bit(SlotState::Canceling),
+	/* Queued */ bit(SlotState::Starting) | bit(SlotState::Canceling) | bit(SlotState::Free),
+	/* Canceling */ bit(SlotState::Free) | bit(SlotState::Queued) | bit(SlotState::Reserved),
+	/* Starting */ bit(SlotState::Running) | bit(SlotState::Ending) | bit(SlotState::RecordPending) |
+		bit(SlotState::Queued) | bit(SlotState::Free),
+	/* Running */ bit(SlotState::Ending) | bit(SlotState::RecordPending),
+	/* Ending */ bit(SlotState::Free) | bit(SlotState::RecordPending),
+	/* RecordPending */ bit(SlotState::Free),
+};
+
+bool
+slot_transition_legal(SlotState from, SlotState to)
+{
+	return (kLegal[static_cast<int>(from)] & bit(to)) != 0;
+}
+
+const char *
+slot_state_name(SlotState s)
+{
+	switch (s) {
+	case SlotState::Free:
+		return "Free";
+	case SlotState::Reserved:
+		return "Reserved";
+	case SlotState::Queued:
+		return "Queued";
+	case SlotState::Canceling:
+		return "Canceling";
+	case SlotState::Starting:
+		return "Starting";
+	case SlotState::Running:
+		return "Running";
+	case SlotState::Ending:
+		return "Ending";
+	case SlotState::RecordPending:
+		return "RecordPending";
+	}
+	return "?";
+}
 
 const char *
 slot_state_status(SlotState s)
@@ -120,16 +178,31 @@ board_attached()
 	return the_board != nullptr;
 }
 
-LWLock *
-board_lock()
+void
+board_acquire(LWLockMode mode)
 {
-	return the_board->lock;
+	LWLockAcquire(the_board->lock, mode);
+}
+
+void
+board_release()
+{
+	LWLockRelease(the_board->lock);
 }
 
 TaskSlot *
 board_slot(int index)
 {
+	ASSERT_LOCKED();
+	Assert(index >= 0 && index < the_board->nslots);
 	return &the_board->slots[index];
+}
+
+TaskSlot *
+board_slot_of(const SlotRef &ref)
+{
+	TaskSlot *s = board_slot(ref.index);
+	return s->generation == ref.generation && s->state != SlotState::Free ? s : nullptr;
 }
 
 int
@@ -161,11 +234,10 @@ board_wake_executor()
 }
 
 void
-board_set_executor(Latch *latch, int pid)
+board_set_executor(Latch *latch)
 {
 	LWLockAcquire(the_board->lock, LW_EXCLUSIVE);
 	the_board->executor_latch = latch;
-	the_board->executor_pid = pid;
 	LWLockRelease(the_board->lock);
 }
 
@@ -236,13 +308,14 @@ make_key(Oid dboid, Oid store_relid, int64 jobid)
 int
 board_find(Oid store_relid, int64 jobid)
 {
+	ASSERT_LOCKED();
 	BoardKey key = make_key(MyDatabaseId, store_relid, jobid);
 	BoardEntry *e = static_cast<BoardEntry *>(hash_search(the_index, &key, HASH_FIND, nullptr));
 	return e != nullptr ? e->index : -1;
 }
 
 int
-board_reserve(const TaskSlot &init)
+board_reserve(const TaskSlot &init, uint32 *generation_out)
 {
 	LWLockAcquire(the_board->lock, LW_EXCLUSIVE);
 	int index = the_board->free_head;
@@ -263,6 +336,7 @@ board_reserve(const TaskSlot &init)
 	uint32 generation = s->generation + 1;
 	memcpy(s, &init, sizeof(TaskSlot));
 	s->generation = generation;
+	*generation_out = generation;
 	s->state = SlotState::Reserved;
 	s->free_next = -1;
 	s->queue_prev = s->queue_next = -1;
@@ -314,22 +388,32 @@ queue_insert(int index)
 }
 
 void
-board_set_state(int index, SlotState state)
+board_transition(int index, SlotState to)
 {
+	ASSERT_LOCKED_EXCLUSIVE();
 	TaskSlot *s = &the_board->slots[index];
-	SlotState old = s->state;
-	if (old == state || old == SlotState::Free)
-		return;
-	if (old == SlotState::Queued)
+	SlotState from = s->state;
+	if (!slot_transition_legal(from, to))
+		elog(ERROR, "lantern_fdw: illegal transition of the slot of task %lld from %s to %s", (long long)s->jobid,
+			 slot_state_name(from), slot_state_name(to));
+	if (from == SlotState::Queued)
 		queue_remove(index);
-	if (old == SlotState::RecordPending)
+	if (from == SlotState::RecordPending)
 		the_board->record_pending_count--;
-	s->state = state;
-	if (state == SlotState::Queued)
-		queue_insert(index);
-	else if (state == SlotState::RecordPending)
+	s->state = to;
+	switch (to) {
+	case SlotState::Queued:
+		if (from == SlotState::Reserved)
+			s->queue_seq = the_board->next_queue_seq++; // its submitter committed
+		s->owner_pid = 0;
+		s->owner_xid = InvalidTransactionId;
+		s->backend_pid = 0;
+		queue_insert(index); // by FIFO number: one that comes back regains its place
+		break;
+	case SlotState::RecordPending:
 		the_board->record_pending_count++;
-	else if (state == SlotState::Free) {
+		break;
+	case SlotState::Free: {
 		BoardKey key = make_key(s->dboid, s->store_relid, s->jobid);
 		hash_search(the_index, &key, HASH_REMOVE, nullptr);
 		if (s->active_prev >= 0)
@@ -342,17 +426,22 @@ board_set_state(int index, SlotState state)
 		the_board->active_count--;
 		s->free_next = the_board->free_head;
 		the_board->free_head = index;
+		break;
+	}
+	default:
+		break;
 	}
 }
 
 int
-board_first_active()
+board_first_active_()
 {
+	ASSERT_LOCKED();
 	return the_board->active_head;
 }
 
 int
-board_next_active(int index)
+board_next_active_(int index)
 {
 	return the_board->slots[index].active_next;
 }
@@ -360,18 +449,21 @@ board_next_active(int index)
 int
 board_active_count()
 {
+	ASSERT_LOCKED();
 	return the_board->active_count;
 }
 
 int
 board_queue_head()
 {
+	ASSERT_LOCKED();
 	return the_board->queue_head;
 }
 
 int
 board_record_pending_count()
 {
+	ASSERT_LOCKED();
 	return the_board->record_pending_count;
 }
 
@@ -380,23 +472,18 @@ board_record_pending_count()
 const char *
 board_message(int index)
 {
+	ASSERT_LOCKED();
 	return the_board->slots[index].has_message ? the_messages + static_cast<Size>(index) * kMessageLen : "";
 }
 
 void
 board_set_message(int index, const char *message)
 {
+	ASSERT_LOCKED_EXCLUSIVE();
 	TaskSlot *s = &the_board->slots[index];
 	s->has_message = message[0] != '\0';
 	if (s->has_message)
 		strlcpy(the_messages + static_cast<Size>(index) * kMessageLen, message, kMessageLen);
-}
-
-// Called with the lock held by the xact callbacks and the executor.
-uint64
-board_next_queue_seq()
-{
-	return the_board->next_queue_seq++;
 }
 
 } // namespace lantern

@@ -2,9 +2,12 @@
 // with live board state laid over it; inserts submit tasks; deletes remove
 // ended tasks from the history; updates are refused.
 #include "pg.hpp"
-#include "lantern.hpp"
-
-#include <algorithm>
+#include "board.hpp"
+#include "compat.hpp"
+#include "module.hpp"
+#include "rights.hpp"
+#include "store.hpp"
+#include "submit.hpp"
 
 extern "C" {
 PG_FUNCTION_INFO_V1(lantern_fdw_handler);
@@ -101,11 +104,12 @@ get_foreign_rel_size(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 	}
 	Store store;
 	store_open(&store, AccessShareLock);
-	double tuples = store.rel->rd_rel->reltuples;
-	BlockNumber pages = RelationGetNumberOfBlocks(store.rel);
+	double tuples;
+	BlockNumber pages;
+	store_estimate_size(&store, &tuples, &pages);
 	store_close(&store, AccessShareLock);
 	if (tuples < 0)
-		tuples = std::max(100.0, pages * 30.0);
+		tuples = Max(100.0, pages * 30.0);
 	baserel->pages = pages;
 	baserel->tuples = tuples;
 	baserel->rows = clamp_row_est(tuples * clauselist_selectivity(root, baserel->baserestrictinfo, 0, JOIN_INNER, nullptr));
@@ -120,8 +124,7 @@ get_foreign_paths(PlannerInfo *root, RelOptInfo *baserel, Oid)
 		total = random_page_cost * 2 + cpu_index_tuple_cost + cpu_tuple_cost;
 	else
 		total = seq_page_cost * baserel->pages + cpu_tuple_cost * baserel->tuples * 2;
-	add_path(baserel, reinterpret_cast<Path *>(create_foreignscan_path(root, baserel, nullptr, baserel->rows, startup,
-																		total, NIL, nullptr, nullptr, NIL)));
+	add_path(baserel, reinterpret_cast<Path *>(compat_create_foreignscan_path(root, baserel, baserel->rows, startup, total)));
 }
 
 static ForeignScan *
@@ -158,22 +161,22 @@ begin_foreign_scan(ForeignScanState *node, int eflags)
 	visibility_init(&st->visibility);
 
 	// A copy of the live state of this database's tasks, for the overlay.
-	LWLockAcquire(board_lock(), LW_SHARED);
+	Oid relid = store_relid(&st->store);
+	board_acquire(LW_SHARED);
 	st->live = static_cast<LiveState *>(palloc(sizeof(LiveState) * Max(1, board_active_count())));
-	for (int i = board_first_active(); i >= 0; i = board_next_active(i)) {
-		const TaskSlot *s = board_slot(i);
-		if (s->state != SlotState::Free && s->dboid == MyDatabaseId && s->store_relid == RelationGetRelid(st->store.rel))
+	board_each_active([&](int, const TaskSlot *s) {
+		if (s->dboid == MyDatabaseId && s->store_relid == relid)
 			st->live[st->nlive++] = LiveState{s->jobid, s->state};
-	}
-	LWLockRelease(board_lock());
+	});
+	board_release();
 	qsort(st->live, st->nlive, sizeof(LiveState), compare_live);
 }
 
 static void
 start_scan(ForeignScanState *node, ScanState *st)
 {
-	ScanKeyData key;
-	int nkeys = 0;
+	int64 jobid = 0;
+	bool has_key = false;
 	if (st->key_exprs != NIL) {
 		ExprContext *econtext = node->ss.ps.ps_ExprContext;
 		ExprState *expr = static_cast<ExprState *>(linitial(st->key_exprs));
@@ -184,7 +187,6 @@ start_scan(ForeignScanState *node, ScanState *st)
 			st->started = true;
 			return;
 		}
-		int64 jobid;
 		switch (exprType(reinterpret_cast<Node *>(expr->expr))) {
 		case INT2OID:
 			jobid = DatumGetInt16(value);
@@ -196,13 +198,11 @@ start_scan(ForeignScanState *node, ScanState *st)
 			jobid = DatumGetInt64(value);
 			break;
 		}
-		ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(jobid));
-		nkeys = 1;
+		has_key = true;
 	}
 	// Iterate runs in per-tuple memory; the scan must outlive it.
 	MemoryContext old = MemoryContextSwitchTo(node->ss.ps.state->es_query_cxt);
-	st->scan = systable_beginscan(st->store.rel, RelationGetRelid(st->store.pkey), nkeys > 0,
-								  node->ss.ps.state->es_snapshot, nkeys, &key);
+	st->scan = store_begin_scan(&st->store, node->ss.ps.state->es_snapshot, has_key ? &jobid : nullptr);
 	MemoryContextSwitchTo(old);
 	st->started = true;
 	st->empty = false;
@@ -243,11 +243,11 @@ iterate_foreign_scan(ForeignScanState *node)
 		start_scan(node, st);
 	if (st->empty)
 		return slot;
-	TupleDesc desc = RelationGetDescr(st->store.rel);
+	TupleDesc desc = store_desc(&st->store);
 	HeapTuple row;
 	Datum values[Store_natts];
 	bool nulls[Store_natts];
-	while ((row = systable_getnext(st->scan)) != nullptr) {
+	while ((row = store_scan_next(st->scan)) != nullptr) {
 		heap_deform_tuple(row, desc, values, nulls);
 		if (!visibility_check(&st->visibility, DatumGetObjectId(values[Col_run_as - 1])))
 			continue;
@@ -268,7 +268,7 @@ static void
 end_scan(ScanState *st)
 {
 	if (st->scan != nullptr)
-		systable_endscan(st->scan);
+		store_end_scan(st->scan);
 	st->scan = nullptr;
 	st->started = false;
 }
@@ -474,13 +474,13 @@ exec_foreign_delete(EState *, ResultRelInfo *rinfo, TupleTableSlot *slot, TupleT
 		return nullptr; // deleted meanwhile
 	// Its committed outcome makes a task ended, even while the executor is
 	// still letting go of its slot: nothing writes the row after that.
-	TupleDesc desc = RelationGetDescr(st->store.rel);
-	if (duration_is_null(row, desc))
+	TaskRow r;
+	store_read_row(&st->store, row, &r);
+	if (!r.ended)
 		ereport(ERROR, (errcode(ERRCODE_OBJECT_IN_USE), errmsg("cannot delete task %lld because it has not ended", (long long)jobid),
 						errhint("Cancel it first with lantern.cancel_task(%lld).", (long long)jobid)));
 	// Seeing a task (pg_read_all_stats) is not owning it.
-	Oid run_as = DatumGetObjectId(heap_getattr(row, Col_run_as, desc, &isnull));
-	if (!superuser() && !has_privs_of_role(GetUserId(), run_as))
+	if (!superuser() && !has_privs_of_role(GetUserId(), r.run_as))
 		ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 						errmsg("permission denied to delete task %lld", (long long)jobid),
 						errdetail("Only roles with the privileges of the role that ran the task may delete it.")));
@@ -488,7 +488,7 @@ exec_foreign_delete(EState *, ResultRelInfo *rinfo, TupleTableSlot *slot, TupleT
 		return nullptr;
 	Datum values[Store_natts];
 	bool nulls[Store_natts];
-	heap_deform_tuple(row, desc, values, nulls);
+	heap_deform_tuple(row, store_desc(&st->store), values, nulls);
 	store_task_values(slot, values, nulls, nullptr);
 	return slot;
 }

@@ -3,7 +3,11 @@
 // through a task connection, to recover the tasks of an earlier server life,
 // and to apply lantern_fdw.task_retention.
 #include "pg.hpp"
-#include "lantern.hpp"
+#include "board.hpp"
+#include "maintenance.hpp"
+#include "settings.hpp"
+#include "store.hpp"
+#include "submit.hpp"
 
 namespace lantern {
 
@@ -35,28 +39,26 @@ recover_batch()
 {
 	Store store;
 	store_open(&store, RowExclusiveLock);
-	TupleDesc desc = RelationGetDescr(store.rel);
 	// A cancel may be writing one of these rows: let it commit (try again
 	// later), then read what it committed.
-	if (!lock_earlier_rows(RelationGetRelid(store.rel), false)) {
+	if (!store_lock_earlier_rows(store_relid(&store), false)) {
 		store_close(&store, RowExclusiveLock);
 		return false;
 	}
 	Snapshot snap = RegisterSnapshot(GetLatestSnapshot());
-	SysScanDesc scan = systable_beginscan(store.rel, InvalidOid, false, snap, 0, nullptr);
+	SysScanDesc scan = store_begin_scan(&store, snap, nullptr);
 	HeapTuple row;
 	int done = 0;
 	bool complete = true;
-	while ((row = systable_getnext(scan)) != nullptr) {
-		if (!duration_is_null(row, desc))
+	while ((row = store_scan_next(scan)) != nullptr) {
+		TaskRow r;
+		store_read_row(&store, row, &r);
+		if (r.ended || r.board_id == board_id())
 			continue;
-		bool isnull;
-		if (static_cast<uint64>(DatumGetInt64(heap_getattr(row, Col_board_id, desc, &isnull))) == board_id())
-			continue;
-		int64 jobid = DatumGetInt64(heap_getattr(row, Col_jobid, desc, &isnull));
-		char *status = TextDatumGetCString(heap_getattr(row, Col_status, desc, &isnull));
+		int64 jobid = r.jobid;
+		char *status = store_row_status(&store, row);
 		HeapTuple copy = heap_copytuple(row);
-		if (strcmp(status, "queued") == 0) {
+		if (status != nullptr && strcmp(status, "queued") == 0) {
 			if (!requeue_task(&store, copy)) {
 				complete = false; // the board is full
 				break;
@@ -71,7 +73,7 @@ recover_batch()
 			break;
 		}
 	}
-	systable_endscan(scan);
+	store_end_scan(scan);
 	UnregisterSnapshot(snap);
 	store_close(&store, RowExclusiveLock);
 	return complete;
@@ -103,20 +105,21 @@ static void
 write_pending_outcomes(Oid store_relid)
 {
 	int n = 0;
-	LWLockAcquire(board_lock(), LW_SHARED);
-	PendingOutcome *items =
-		static_cast<PendingOutcome *>(palloc(sizeof(PendingOutcome) * Max(1, board_record_pending_count())));
-	for (int i = board_first_active(); i >= 0 && n < board_record_pending_count(); i = board_next_active(i)) {
-		const TaskSlot *s = board_slot(i);
-		if (s->state != SlotState::RecordPending || s->dboid != MyDatabaseId || s->store_relid != store_relid)
-			continue;
-		PendingOutcome &p = items[n++];
-		p.ref = SlotRef{i, s->generation};
-		p.jobid = s->jobid;
-		p.outcome = s->outcome;
-		strlcpy(p.message, board_message(i), kMessageLen);
-	}
-	LWLockRelease(board_lock());
+	board_acquire(LW_SHARED);
+	int npending = board_record_pending_count();
+	PendingOutcome *items = static_cast<PendingOutcome *>(palloc(sizeof(PendingOutcome) * Max(1, npending)));
+	if (npending > 0)
+		board_each_active([&](int i, const TaskSlot *s) {
+			if (n == npending || s->state != SlotState::RecordPending || s->dboid != MyDatabaseId ||
+				s->store_relid != store_relid)
+				return;
+			PendingOutcome &p = items[n++];
+			p.ref = SlotRef{i, s->generation};
+			p.jobid = s->jobid;
+			p.outcome = s->outcome;
+			strlcpy(p.message, board_message(i), kMessageLen);
+		});
+	board_release();
 	if (n == 0)
 		return;
 
@@ -126,7 +129,8 @@ write_pending_outcomes(Oid store_relid)
 	for (int i = 0; i < n; i++) {
 		HeapTuple row = store_fetch(&store, items[i].jobid, GetLatestSnapshot());
 		// A row that already has its outcome keeps it.
-		if (row == nullptr || !duration_is_null(row, RelationGetDescr(store.rel)))
+		TaskRow r;
+		if (row == nullptr || (store_read_row(&store, row, &r), r.ended))
 			continue;
 		const char *status = outcome_name(items[i].outcome);
 		make_valid_text(items[i].message);
@@ -135,13 +139,13 @@ write_pending_outcomes(Oid store_relid)
 	store_close(&store, RowExclusiveLock);
 	end_work();
 
-	LWLockAcquire(board_lock(), LW_EXCLUSIVE);
+	board_acquire(LW_EXCLUSIVE);
 	for (int i = 0; i < n; i++) {
-		TaskSlot *s = board_slot(items[i].ref.index);
-		if (s->generation == items[i].ref.generation && s->state == SlotState::RecordPending)
-			board_set_state(items[i].ref.index, SlotState::Free);
+		TaskSlot *s = board_slot_of(items[i].ref);
+		if (s != nullptr && s->state == SlotState::RecordPending)
+			board_transition(items[i].ref.index, SlotState::Free);
 	}
-	LWLockRelease(board_lock());
+	board_release();
 	ConditionVariableBroadcast(board_cv());
 }
 
@@ -151,23 +155,7 @@ retention_batch(TimestampTz cutoff)
 {
 	Store store;
 	store_open(&store, RowExclusiveLock);
-	TupleDesc desc = RelationGetDescr(store.rel);
-	SysScanDesc scan = systable_beginscan(store.rel, InvalidOid, false, GetActiveSnapshot(), 0, nullptr);
-	HeapTuple row;
-	int deleted = 0;
-	while (deleted < kBatch && (row = systable_getnext(scan)) != nullptr) {
-		bool isnull;
-		Datum duration = heap_getattr(row, Col_duration, desc, &isnull);
-		if (isnull)
-			continue; // active: never touched
-		Datum started = heap_getattr(row, Col_started_at, desc, &isnull);
-		TimestampTz ended = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval, started, duration));
-		if (ended >= cutoff)
-			continue;
-		if (store_delete(&store, &row->t_self))
-			deleted++;
-	}
-	systable_endscan(scan);
+	int deleted = store_delete_ended_before(&store, cutoff, kBatch);
 	store_close(&store, RowExclusiveLock);
 	return deleted;
 }
@@ -177,15 +165,13 @@ retention_batch(TimestampTz cutoff)
 static void
 forget_stale_tasks(Oid store_relid)
 {
-	LWLockAcquire(board_lock(), LW_EXCLUSIVE);
-	for (int i = board_first_active(), next; i >= 0; i = next) {
-		next = board_next_active(i);
-		TaskSlot *s = board_slot(i);
+	board_acquire(LW_EXCLUSIVE);
+	board_each_active([&](int i, const TaskSlot *s) {
 		if (s->dboid == MyDatabaseId && s->store_relid != store_relid &&
 			(s->state == SlotState::Queued || s->state == SlotState::RecordPending))
-			board_set_state(i, SlotState::Free);
-	}
-	LWLockRelease(board_lock());
+			board_transition(i, SlotState::Free);
+	});
+	board_release();
 	ConditionVariableBroadcast(board_cv());
 }
 
@@ -225,7 +211,7 @@ lantern_maintenance_main(Datum arg)
 	if (OidIsValid(get_extension_oid("lantern_fdw", true))) {
 		Store store;
 		store_open(&store, AccessShareLock);
-		store_relid = RelationGetRelid(store.rel);
+		store_relid = lantern::store_relid(&store);
 		store_close(&store, AccessShareLock);
 	}
 	end_work();
@@ -236,6 +222,11 @@ lantern_maintenance_main(Datum arg)
 		proc_exit(0);
 	}
 
+	// On the condition variable's wait list before the first look, so that no
+	// slot freed meanwhile goes unnoticed (a sleep that was not prepared
+	// returns at once: the loop would spin).
+	if (recover)
+		ConditionVariablePrepareToSleep(board_cv());
 	while (recover) {
 		begin_work();
 		bool complete = recover_batch();
@@ -246,8 +237,9 @@ lantern_maintenance_main(Datum arg)
 		// outcomes of this server life, then wait for a slot (or a second).
 		write_pending_outcomes(store_relid);
 		ConditionVariableTimedSleep(board_cv(), 1000, PG_WAIT_EXTENSION);
-		ConditionVariableCancelSleep();
 	}
+	if (recover)
+		ConditionVariableCancelSleep();
 	if (recover)
 		board_ack_recovery(MyDatabaseId);
 

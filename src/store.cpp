@@ -2,7 +2,7 @@
 // read and written directly (no SPI, no ACL checks: the table's privileges
 // belong to its owner alone, and each caller here checks its own rights).
 #include "pg.hpp"
-#include "lantern.hpp"
+#include "store.hpp"
 
 extern "C" {
 #include "commands/async.h"
@@ -17,6 +17,13 @@ Oid
 store_namespace(bool missing_ok)
 {
 	return get_namespace_oid(kStoreSchema, missing_ok);
+}
+
+Oid
+store_find_relid()
+{
+	Oid nsp = store_namespace(true);
+	return OidIsValid(nsp) ? get_relname_relid("task_log", nsp) : InvalidOid;
 }
 
 void
@@ -43,25 +50,117 @@ store_close(Store *s, LOCKMODE mode)
 	s->pkey = nullptr;
 }
 
+Oid
+store_relid(const Store *s)
+{
+	return RelationGetRelid(s->rel);
+}
+
+void
+store_estimate_size(const Store *s, double *tuples, BlockNumber *pages)
+{
+	*tuples = s->rel->rd_rel->reltuples;
+	*pages = RelationGetNumberOfBlocks(s->rel);
+}
+
+TupleDesc
+store_desc(const Store *s)
+{
+	return RelationGetDescr(s->rel);
+}
+
+void
+store_read_row(const Store *s, HeapTuple row, TaskRow *out)
+{
+	TupleDesc desc = RelationGetDescr(s->rel);
+	bool isnull;
+	out->jobid = DatumGetInt64(heap_getattr(row, Col_jobid, desc, &isnull));
+	out->run_as = DatumGetObjectId(heap_getattr(row, Col_run_as, desc, &isnull));
+	out->login_role = DatumGetObjectId(heap_getattr(row, Col_login_role, desc, &isnull));
+	out->started_at = DatumGetTimestampTz(heap_getattr(row, Col_started_at, desc, &isnull));
+	out->ended = !heap_attisnull(row, Col_duration, desc);
+	out->board_id = static_cast<uint64>(DatumGetInt64(heap_getattr(row, Col_board_id, desc, &isnull)));
+}
+
+char *
+store_row_query(const Store *s, HeapTuple row)
+{
+	bool isnull;
+	return TextDatumGetCString(heap_getattr(row, Col_query, RelationGetDescr(s->rel), &isnull));
+}
+
+char *
+store_row_status(const Store *s, HeapTuple row)
+{
+	bool isnull;
+	Datum d = heap_getattr(row, Col_status, RelationGetDescr(s->rel), &isnull);
+	return isnull ? nullptr : TextDatumGetCString(d);
+}
+
+SysScanDesc
+store_begin_scan(Store *s, Snapshot snap, const int64 *jobid)
+{
+	if (jobid == nullptr)
+		return systable_beginscan(s->rel, InvalidOid, false, snap, 0, nullptr);
+	ScanKeyData key;
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(*jobid));
+	return systable_beginscan(s->rel, RelationGetRelid(s->pkey), true, snap, 1, &key);
+}
+
+HeapTuple
+store_scan_next(SysScanDesc scan)
+{
+	return systable_getnext(scan);
+}
+
+void
+store_end_scan(SysScanDesc scan)
+{
+	systable_endscan(scan);
+}
+
 HeapTuple
 store_fetch(Store *s, int64 jobid, Snapshot snap)
 {
-	ScanKeyData key;
-	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(jobid));
-	SysScanDesc scan = systable_beginscan(s->rel, RelationGetRelid(s->pkey), true, snap, 1, &key);
+	SysScanDesc scan = store_begin_scan(s, snap, &jobid);
 	HeapTuple tup = systable_getnext(scan);
 	HeapTuple copy = HeapTupleIsValid(tup) ? heap_copytuple(tup) : nullptr;
 	systable_endscan(scan);
 	return copy;
 }
 
+void
+store_insert(Store *s, const NewRow &row)
+{
+	Datum values[Store_natts] = {};
+	bool nulls[Store_natts] = {};
+	values[Col_jobid - 1] = Int64GetDatum(row.jobid);
+	values[Col_query - 1] = CStringGetTextDatum(row.query);
+	nulls[Col_pg_cron_job_name - 1] = true;
+	if (row.job_name != nullptr)
+		values[Col_job_name - 1] = CStringGetTextDatum(row.job_name);
+	nulls[Col_job_name - 1] = (row.job_name == nullptr);
+	values[Col_username - 1] = CStringGetTextDatum(row.username);
+	values[Col_started_at - 1] = TimestampTzGetDatum(row.started_at);
+	nulls[Col_duration - 1] = true;
+	values[Col_status - 1] = CStringGetTextDatum("queued");
+	nulls[Col_error_message - 1] = true;
+	values[Col_run_as - 1] = ObjectIdGetDatum(row.run_as);
+	values[Col_login_role - 1] = ObjectIdGetDatum(row.login_role);
+	values[Col_board_id - 1] = Int64GetDatum(static_cast<int64>(row.board_id));
+	HeapTuple tup = heap_form_tuple(RelationGetDescr(s->rel), values, nulls);
+	CatalogTupleInsert(s->rel, tup);
+	heap_freetuple(tup);
+}
+
 static void
-store_update(Store *s, HeapTuple old, Datum *values, bool *nulls, bool *replace)
+store_update(Store *s, HeapTuple old, Datum *values, bool *nulls, bool *replace, bool increment = true)
 {
 	HeapTuple updated = heap_modify_tuple(old, RelationGetDescr(s->rel), values, nulls, replace);
 	CatalogTupleUpdate(s->rel, &old->t_self, updated);
 	heap_freetuple(updated);
-	CommandCounterIncrement();
+	if (increment)
+		CommandCounterIncrement();
 }
 
 void
@@ -122,14 +221,52 @@ store_set_status(Store *s, HeapTuple old, const char *status)
 	store_update(s, old, values, nulls, replace);
 }
 
-} // namespace lantern
-
-namespace lantern {
-
-bool
-duration_is_null(HeapTuple row, TupleDesc desc)
+void
+store_set_board_id(Store *s, HeapTuple old, uint64 board_id)
 {
-	return heap_attisnull(row, Col_duration, desc);
+	Datum values[Store_natts] = {};
+	bool nulls[Store_natts] = {};
+	bool replace[Store_natts] = {};
+	values[Col_board_id - 1] = Int64GetDatum(static_cast<int64>(board_id));
+	replace[Col_board_id - 1] = true;
+	store_update(s, old, values, nulls, replace, false);
+}
+
+int
+store_delete_ended_before(Store *s, TimestampTz cutoff, int limit)
+{
+	TupleDesc desc = RelationGetDescr(s->rel);
+	SysScanDesc scan = store_begin_scan(s, GetActiveSnapshot(), nullptr);
+	HeapTuple row;
+	int deleted = 0;
+	while (deleted < limit && (row = systable_getnext(scan)) != nullptr) {
+		bool isnull;
+		Datum duration = heap_getattr(row, Col_duration, desc, &isnull);
+		if (isnull)
+			continue; // active: never touched
+		Datum started = heap_getattr(row, Col_started_at, desc, &isnull);
+		TimestampTz ended = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval, started, duration));
+		if (ended >= cutoff)
+			continue;
+		if (store_delete(s, &row->t_self))
+			deleted++;
+	}
+	systable_endscan(scan);
+	return deleted;
+}
+
+// A transaction-level lock of its own kind (an advisory tag with a class no
+// SQL advisory lock function uses), so that a cancel and recovery never
+// rewrite the same row at once: one waits for the other's commit, like for
+// a row lock, and then reads the row again. Returns false if !wait and the
+// lock is taken.
+bool
+store_lock_earlier_rows(Oid store_relid, bool wait)
+{
+	constexpr uint16 kEarlierRowsLockClass = 0x4c46; // "LF"
+	LOCKTAG tag;
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, store_relid, 0, kEarlierRowsLockClass);
+	return LockAcquire(&tag, ExclusiveLock, false, !wait) != LOCKACQUIRE_NOT_AVAIL;
 }
 
 } // namespace lantern

@@ -1,4 +1,4 @@
--- The SQL surface of lantern_fdw as DESIGN.md describes it: schema, the
+-- The SQL surface of lantern_fdw as docs/sql-reference.md describes it: schema, the
 -- lantern.tasks foreign table (columns, types, nullability, defaults), its
 -- sequence, the public functions, the foreign data wrapper and its server,
 -- and the documented settings.
@@ -23,7 +23,7 @@ SELECT columns_are('lantern', 'tasks', ARRAY[
     'started_at', 'duration', 'status', 'error_message'
 ], 'lantern.tasks has exactly the documented columns');
 
--- columns_are ignores the order; DESIGN.md pins it too.
+-- columns_are ignores the order; docs/sql-reference.md pins it too.
 SELECT is(
     ARRAY(SELECT attname::text FROM pg_attribute
            WHERE attrelid = 'lantern.tasks'::regclass AND attnum > 0 AND NOT attisdropped
@@ -147,7 +147,7 @@ SELECT results_eq(
     'schema, table, sequence, store and functions are members of the extension');
 
 -- ------------------------------------------------------------- settings
--- DESIGN.md's settings table: name, default and context.
+-- docs/settings.md's settings table: name, default and context.
 SELECT results_eq(
     $$SELECT name::text COLLATE "default", boot_val, context::text FROM pg_settings
        WHERE name IN ('lantern_fdw.max_tasks', 'lantern_fdw.max_parallel_tasks', 'lantern_fdw.host',

@@ -1,6 +1,6 @@
 -- Privileges: what PUBLIC and ordinary roles may do with lantern.tasks, the
--- internal store and the functions, and DESIGN.md's "Who a task runs as"
--- rules for non-superusers (submit as, see, cancel). Everything here runs
+-- internal store and the functions, and the rules of docs/sql-reference.md
+-- for non-superusers (submit as, see, cancel). Everything here runs
 -- in one rolled-back transaction, so its tasks never run.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;

@@ -192,7 +192,7 @@ SELECT throws_ok($$SELECT lantern.wait_task((SELECT jobid FROM ids WHERE name = 
 SELECT throws_ok($$SELECT lantern.cancel_task((SELECT jobid FROM ids WHERE name = 'ok'))$$, '42704', NULL,
                  'cancel_task of a deleted task: it does not exist');
 
--- Clients test duration IS NOT NULL for "done" (DESIGN.md); a done task
+-- Clients test duration IS NOT NULL for "done" (docs/sql-reference.md); a done task
 -- can then be deleted at once. Each round submits a task, commits, polls
 -- until its duration is set and deletes it.
 CREATE PROCEDURE pg_temp.delete_when_done(rounds int, INOUT refused int DEFAULT 0) LANGUAGE plpgsql AS $$

@@ -1,20 +1,24 @@
-// SQL-callable functions: the public API and the executor's recording calls.
+// The SQL API: the functions of lantern_fdw--*.sql that clients call.
 #include "pg.hpp"
-#include "lantern.hpp"
+#include "board.hpp"
+#include "cancel.hpp"
+#include "module.hpp"
+#include "rights.hpp"
+#include "sql_api.hpp"
+#include "store.hpp"
+#include "submit.hpp"
 
 extern "C" {
 PG_FUNCTION_INFO_V1(lantern_async_task);
 PG_FUNCTION_INFO_V1(lantern_cancel_task);
 PG_FUNCTION_INFO_V1(lantern_cancel_all_async_tasks);
 PG_FUNCTION_INFO_V1(lantern_wait_task);
-PG_FUNCTION_INFO_V1(lantern_record_start);
-PG_FUNCTION_INFO_V1(lantern_record_end);
 PG_FUNCTION_INFO_V1(lantern_active_tasks);
 }
 
 namespace lantern {
 
-static const char *
+const char *
 text_arg_or_null(FunctionCallInfo fcinfo, int n)
 {
 	return PG_ARGISNULL(n) ? nullptr : text_to_cstring(PG_GETARG_TEXT_PP(n));
@@ -31,52 +35,6 @@ check_insert_privilege()
 	AclResult acl = pg_class_aclcheck(tasks, GetUserId(), ACL_INSERT);
 	if (acl != ACLCHECK_OK)
 		aclcheck_error(acl, OBJECT_FOREIGN_TABLE, "tasks");
-}
-
-// The slot of a task that the executor has moved to `step`, for the backend
-// serving that task's connection; errors for anybody else.
-static void
-check_recording_caller(const Store &store, int64 jobid, SlotState step, const char *what)
-{
-	LWLockAcquire(board_lock(), LW_SHARED);
-	int index = board_find(RelationGetRelid(store.rel), jobid);
-	bool ok = index >= 0 && board_slot(index)->state == step && board_slot(index)->backend_pid == MyProcPid;
-	LWLockRelease(board_lock());
-	if (!ok)
-		ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-						errmsg("only the lantern_fdw executor may record the %s of task %lld", what, (long long)jobid)));
-}
-
-// The first position at or after start that is not white space or a comment
-// (what separates a statement from the previous one), so that the error
-// positions of a statement count from its first token, as psql's do.
-static int
-skip_space_and_comments(const char *q, int start, int end)
-{
-	while (start < end) {
-		if (isspace(static_cast<unsigned char>(q[start]))) {
-			start++;
-		} else if (start + 1 < end && q[start] == '-' && q[start + 1] == '-') {
-			while (start < end && q[start] != '\n')
-				start++;
-		} else if (start + 1 < end && q[start] == '/' && q[start + 1] == '*') {
-			int depth = 0; // C-style comments nest in SQL
-			do {
-				if (start + 1 < end && q[start] == '/' && q[start + 1] == '*') {
-					depth++;
-					start += 2;
-				} else if (start + 1 < end && q[start] == '*' && q[start + 1] == '/') {
-					depth--;
-					start += 2;
-				} else {
-					start++;
-				}
-			} while (depth > 0 && start < end);
-		} else {
-			break;
-		}
-	}
-	return start;
 }
 
 } // namespace lantern
@@ -129,23 +87,24 @@ lantern_wait_task(PG_FUNCTION_ARGS)
 	}
 	Store store;
 	store_open(&store, AccessShareLock);
-	Oid store_relid = RelationGetRelid(store.rel);
-	LWLockAcquire(board_lock(), LW_SHARED);
-	int own_index = board_find(store_relid, jobid);
+	Oid relid = store_relid(&store);
+	board_acquire(LW_SHARED);
+	int own_index = board_find(relid, jobid);
 	bool own_uncommitted = own_index >= 0 && board_slot(own_index)->state == SlotState::Reserved &&
 						   board_slot(own_index)->owner_pid == MyProcPid;
-	LWLockRelease(board_lock());
+	board_release();
 	if (own_uncommitted)
 		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 						errmsg("cannot wait for task %lld in the transaction that submitted it", (long long)jobid),
 						errdetail("The task runs only after this transaction commits."),
 						errhint("Commit first, then call lantern.wait_task.")));
 	HeapTuple row = store_fetch(&store, jobid, GetActiveSnapshot());
-	bool isnull;
+	TaskRow r = {};
+	if (row != nullptr)
+		store_read_row(&store, row, &r);
 	Visibility vis;
 	visibility_init(&vis);
-	if (row == nullptr ||
-		!visibility_check(&vis, DatumGetObjectId(heap_getattr(row, Col_run_as, RelationGetDescr(store.rel), &isnull))))
+	if (row == nullptr || !visibility_check(&vis, r.run_as))
 		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("task %lld does not exist", (long long)jobid)));
 	store_close(&store, AccessShareLock); // hold no lock while sleeping
 
@@ -153,11 +112,11 @@ lantern_wait_task(PG_FUNCTION_ARGS)
 	const char *live_status = nullptr;
 	ConditionVariablePrepareToSleep(board_cv());
 	for (;;) {
-		LWLockAcquire(board_lock(), LW_SHARED);
-		int index = board_find(store_relid, jobid);
+		board_acquire(LW_SHARED);
+		int index = board_find(relid, jobid);
 		SlotState state = index >= 0 ? board_slot(index)->state : SlotState::Free;
 		int task_pid = index >= 0 ? board_slot(index)->backend_pid : 0;
-		LWLockRelease(board_lock());
+		board_release();
 		if (index < 0) {
 			live_status = nullptr;
 			break;
@@ -193,73 +152,12 @@ lantern_wait_task(PG_FUNCTION_ARGS)
 		// Ended: its outcome is committed; read it with a fresh snapshot.
 		store_open(&store, AccessShareLock);
 		HeapTuple now_row = store_fetch(&store, jobid, GetLatestSnapshot());
-		Datum d = now_row ? heap_getattr(now_row, Col_status, RelationGetDescr(store.rel), &isnull) : (Datum)0;
-		live_status = (now_row == nullptr || isnull) ? nullptr : TextDatumGetCString(d);
+		live_status = now_row == nullptr ? nullptr : store_row_status(&store, now_row);
 		store_close(&store, AccessShareLock);
 	}
 	if (live_status == nullptr)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(cstring_to_text(live_status));
-}
-
-// Called by the executor through the task's own connection: marks the task
-// running and returns its statements, split by the server's parser.
-extern "C" Datum
-lantern_record_start(PG_FUNCTION_ARGS)
-{
-	int64 jobid = PG_GETARG_INT64(0);
-	require_preloaded();
-	Store store;
-	store_open(&store, RowExclusiveLock);
-	check_recording_caller(store, jobid, SlotState::Starting, "start");
-	HeapTuple row = store_fetch(&store, jobid, GetLatestSnapshot());
-	if (row == nullptr)
-		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("task %lld does not exist", (long long)jobid)));
-	bool isnull;
-	char *query = TextDatumGetCString(heap_getattr(row, Col_query, RelationGetDescr(store.rel), &isnull));
-	store_set_status(&store, row, "running");
-	store_close(&store, RowExclusiveLock);
-
-	char appname[64];
-	snprintf(appname, sizeof(appname), "lantern_fdw task %lld", (long long)jobid);
-	SetConfigOption("application_name", appname, PGC_USERSET, PGC_S_SESSION);
-
-	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
-	ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
-	List *stmts = parse_task_query(query);
-	int len = strlen(query);
-	ListCell *lc;
-	foreach (lc, stmts) {
-		RawStmt *rs = lfirst_node(RawStmt, lc);
-		int end = rs->stmt_len > 0 ? rs->stmt_location + rs->stmt_len : len;
-		int start = skip_space_and_comments(query, rs->stmt_location, end);
-		Datum value = PointerGetDatum(cstring_to_text_with_len(query + start, end - start));
-		bool null = false;
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &null);
-	}
-	return (Datum)0;
-}
-
-// Called by the executor through the task's connection once the outcome is
-// known: writes it and tells LISTENers on channel lantern_tasks.
-extern "C" Datum
-lantern_record_end(PG_FUNCTION_ARGS)
-{
-	int64 jobid = PG_GETARG_INT64(0);
-	require_preloaded();
-	Store store;
-	store_open(&store, RowExclusiveLock);
-	check_recording_caller(store, jobid, SlotState::Ending, "end");
-	const char *status = text_arg_or_null(fcinfo, 1);
-	if (status == nullptr ||
-		(strcmp(status, "succeeded") != 0 && strcmp(status, "failed") != 0 && strcmp(status, "canceled") != 0))
-		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("invalid final status \"%s\"", status ? status : "")));
-	const char *error = text_arg_or_null(fcinfo, 2);
-	HeapTuple row = store_fetch(&store, jobid, GetLatestSnapshot());
-	if (row != nullptr)
-		store_record_end(&store, row, status, error);
-	store_close(&store, RowExclusiveLock);
-	PG_RETURN_VOID();
 }
 
 // The board's view of this database's active tasks that the caller may see:
@@ -270,19 +168,17 @@ lantern_active_tasks(PG_FUNCTION_ARGS)
 	require_preloaded();
 	Store store;
 	store_open(&store, AccessShareLock);
-	Oid relid = RelationGetRelid(store.rel);
+	Oid relid = store_relid(&store);
 	store_close(&store, AccessShareLock);
 
 	int n = 0;
-	LWLockAcquire(board_lock(), LW_SHARED);
+	board_acquire(LW_SHARED);
 	TaskSlot *copies = static_cast<TaskSlot *>(palloc(sizeof(TaskSlot) * Max(1, board_active_count())));
-	for (int i = board_first_active(); i >= 0; i = board_next_active(i)) {
-		const TaskSlot *s = board_slot(i);
-		if (s->state != SlotState::Free && s->state != SlotState::Reserved && s->dboid == MyDatabaseId &&
-			s->store_relid == relid)
+	board_each_active([&](int, const TaskSlot *s) {
+		if (s->state != SlotState::Reserved && s->dboid == MyDatabaseId && s->store_relid == relid)
 			memcpy(&copies[n++], s, sizeof(TaskSlot));
-	}
-	LWLockRelease(board_lock());
+	});
+	board_release();
 
 	InitMaterializedSRF(fcinfo, 0);
 	ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);

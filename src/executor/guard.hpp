@@ -1,6 +1,7 @@
-// The boundary where C++ code calls PostgreSQL functions that may raise an
-// ERROR: the ERROR is caught in this frame (which owns nothing with a
-// destructor), any open transaction is aborted, and it continues as a C++
+// The boundary where the executor's C++ code calls PostgreSQL functions that
+// may raise an ERROR: every such call runs inside pg_guarded(). The ERROR is
+// caught in this frame (which owns nothing with a destructor), the LWLocks
+// are released, any open transaction is aborted, and it continues as a C++
 // exception once the longjmp is over. Include after pg.hpp.
 #pragma once
 
@@ -14,7 +15,8 @@ class PgError : public std::runtime_error {
 	using std::runtime_error::runtime_error;
 };
 
-// fn must not own objects with destructors across the PostgreSQL calls it makes.
+// fn must not own objects with destructors across the PostgreSQL calls it
+// makes, and must not throw.
 template <typename Fn>
 void
 pg_guarded(Fn &&fn)
@@ -30,6 +32,7 @@ pg_guarded(Fn &&fn)
 		MemoryContextSwitchTo(context);
 		ErrorData *edata = CopyErrorData();
 		FlushErrorState();
+		LWLockReleaseAll();
 		AbortOutOfAnyTransaction();
 		MemoryContextSwitchTo(context);
 		message = MemoryContextStrdup(TopMemoryContext, edata->message ? edata->message : "unknown error");
@@ -41,6 +44,14 @@ pg_guarded(Fn &&fn)
 		pfree(message);
 		throw PgError(text);
 	}
+}
+
+// elog(elevel) of a message, guarded.
+inline void
+pg_log(int elevel, const std::string &message)
+{
+	const char *text = message.c_str();
+	pg_guarded([&] { elog(elevel, "%s", text); });
 }
 
 } // namespace lantern

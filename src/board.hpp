@@ -1,0 +1,149 @@
+// The task board (board.cpp): the shared memory state of every active task.
+// The board owns its state machine: every slot transition goes through
+// board_transition, which checks it against the legal transitions below,
+// and every walk over the active slots goes through board_each_active.
+// Include after pg.hpp.
+#pragma once
+
+#include <stdint.h>
+
+namespace lantern {
+
+// The life of a board slot; docs/design.md ("Slot states") draws it.
+enum class SlotState : uint8_t { Free = 0, Reserved, Queued, Canceling, Starting, Running, Ending, RecordPending };
+
+// The legal transitions, and which process makes each:
+//   Free          -> Reserved (a submitter, or recovery: board_reserve)
+//   Reserved      -> Queued (submitter commits) | Free (submitter aborts)
+//                    | Canceling (canceled in its own transaction)
+//   Queued        -> Starting (executor picks it) | Canceling (cancel_task)
+//                    | Free (DROP EXTENSION commits; a maintenance worker
+//                    finds its store gone)
+//   Canceling     -> Free (canceler commits, row says canceled)
+//                    | Queued or Reserved (canceler aborts: as before)
+//   Starting      -> Running | Ending | RecordPending (executor)
+//                    | Queued (the server refuses connections for now; an
+//                    executor restart) | Free (the task's store is gone)
+//   Running       -> Ending | RecordPending (executor, or its successor)
+//   Ending        -> Free (executor, after the outcome is committed)
+//                    | RecordPending
+//   RecordPending -> Free (a maintenance worker wrote the outcome, or the
+//                    executor gave it up)
+bool slot_transition_legal(SlotState from, SlotState to);
+const char *slot_state_name(SlotState s);
+// The status column value that an active slot in state s shows.
+const char *slot_state_status(SlotState s);
+
+enum class Outcome : uint8_t { None = 0, Succeeded, Failed, Canceled };
+const char *outcome_name(Outcome o);
+
+// The error_message of a canceled task.
+constexpr const char *kCanceledByUser = "Canceled by user";
+
+constexpr int kMessageLen = 1024;
+
+struct TaskSlot {
+	SlotState state;
+	bool cancel_requested;	  // cancel_task asked; executor acts on it
+	Outcome outcome;		  // Ending, RecordPending: what to record
+	bool has_message;		  // ... and whether board_message() has its text
+	uint32 generation;		  // bumped each time the slot is taken: detects reuse
+	Oid dboid;
+	Oid store_relid;		  // the store of the extension that queued it
+	int64 jobid;
+	Oid run_as;				  // role the task runs as (username)
+	Oid login_role;			  // session user of the submitter
+	TransactionId owner_xid;  // Canceling: the owning transaction
+	int owner_pid;			  // Reserved/Canceling: the owning backend
+	int backend_pid;		  // Starting/Running/Ending: the task connection's backend
+	uint64 queue_seq;		  // FIFO order among Queued slots
+	TimestampTz submitted_at; // the started_at column
+	TimestampTz run_started_at;
+	int stmt_index;	 // 1-based statement being run
+	int stmt_count;
+	NameData connect_as; // login role of the task connection
+	NameData set_role;	 // role to SET ROLE to after connecting ("" = none)
+	// Links of the board's lists (slot indexes, -1 = none): the free list,
+	// the list of active (non-free) slots, and the FIFO of queued slots.
+	int free_next;
+	int active_prev, active_next;
+	int queue_prev, queue_next;
+};
+
+// The coordinates of a slot, to find the same task in it later.
+struct SlotRef {
+	int index;
+	uint32 generation;
+};
+
+// ---- life of the board ----
+Size board_shmem_size();
+void board_shmem_startup(); // from shmem_startup_hook
+bool board_attached();
+int board_nslots();
+uint64 board_id(); // differs between board lifetimes (server starts)
+
+// ---- the lock: one LWLock guards every slot, list and field ----
+void board_acquire(LWLockMode mode);
+void board_release();
+
+// ---- slots (lock held; exclusively to change them) ----
+TaskSlot *board_slot(int index);
+// The slot of ref if it still holds the same task (and is not free), else NULL.
+TaskSlot *board_slot_of(const SlotRef &ref);
+// The slot of a task of the current database's store, or -1. Constant time
+// (a shared hash table).
+int board_find(Oid store_relid, int64 jobid);
+// Takes a free slot for a new task, Reserved, as init describes it; takes
+// the lock itself. Returns its index, -1 when the board is full.
+int board_reserve(const TaskSlot &init, uint32 *generation);
+// Every state change of a slot (exclusive lock held). Raises an ERROR for a
+// transition that is not legal. It keeps the lists and the index in step,
+// and the fields each state implies: a slot queued by its submitter gets the
+// next FIFO number, a queued slot has no owner and no backend, a freed slot
+// goes back to the free list.
+void board_transition(int index, SlotState to);
+// The head of the queue (the queued slot that has waited longest), or -1.
+int board_queue_head();
+int board_active_count();
+int board_record_pending_count();
+// Ending, RecordPending: the error_message to record ("" for none; at most
+// kMessageLen - 1 bytes).
+const char *board_message(int index);
+void board_set_message(int index, const char *message);
+
+int board_first_active_(); // for board_each_active
+int board_next_active_(int index);
+
+// Calls fn(index, slot) for every active (non-free) slot, in no particular
+// order; fn may free the slot it is given. Lock held.
+template <typename Fn>
+void
+board_each_active(Fn &&fn)
+{
+	for (int i = board_first_active_(), next; i >= 0; i = next) {
+		next = board_next_active_(i);
+		fn(i, board_slot(i));
+	}
+}
+
+// ---- waking and waiting (no lock needed) ----
+// Broadcast whenever a slot is freed.
+ConditionVariable *board_cv();
+void board_wake_executor();
+void board_set_executor(Latch *latch);
+
+// ---- flags between the executor, its workers and backends (take the lock) ----
+// Recovery of an earlier server life's tasks: needed once per board lifetime,
+// done when every database has been checked (an executor that dies before
+// that has a successor start over; recovery is idempotent).
+bool board_recovery_needed();
+void board_recovery_done();
+// A recovery worker says it has recovered its database; the executor checks.
+void board_ack_recovery(Oid dboid);
+bool board_take_recovery_ack(Oid dboid);
+// Asks the executor to close its idle connections.
+void board_request_close_idle();
+uint32 board_close_idle_requests();
+
+} // namespace lantern

@@ -1,0 +1,27 @@
+// Submitting tasks (submit.cpp). Include after pg.hpp and store.hpp.
+#pragma once
+
+namespace lantern {
+
+struct NewTask {
+	const char *query; // not null
+	const char *job_name;
+	const char *username; // NULL = current_user
+	bool has_started_at;
+	TimestampTz started_at;
+	bool has_jobid;
+	int64 jobid;
+};
+// Validates, reserves a board slot owned by the current transaction, writes
+// the durable row. Returns the jobid. Output: the values as stored (for
+// RETURNING).
+int64 submit_task(Store *store, const NewTask &task, TimestampTz *started_at_out, const char **username_out);
+Oid task_sequence_oid(); // lantern.tasks_jobid_seq
+// Checks the raw syntax of query; errors with the position inside it.
+List *parse_task_query(const char *query);
+// Recovery: puts a queued task of an earlier server life back on the board,
+// in the current transaction (or fails it if its role is gone). Returns
+// false when the board is full.
+bool requeue_task(Store *store, HeapTuple row);
+
+} // namespace lantern
