@@ -2,13 +2,18 @@
 # Build PostgreSQL $PG_MAJOR (16, 17 or 18) from source into
 # $LANTERN_CACHE_DIR/pg$PG_MAJOR, with pgTAP and pgvector, unless that
 # directory already holds a finished build. 15 is Debian bookworm's package
-# and needs nothing here. Runs as root (apt-get source needs the deb-src lines
-# that scripts/install-deps.sh adds).
+# and needs nothing here. Runs as root.
 #   16: ../shared/vendor/postgresql-16.2.tar.xz (no Debian suite has 16)
 #   17: Debian trixie's source package postgresql-17
 #   18: Debian forky's source package postgresql-18
-# Only source packages are taken from trixie and forky, never binaries: their
-# libc is newer than bookworm's.
+#   pgTAP and pgvector: the upstream tarballs (.orig.tar.gz) of trixie's
+#   source packages; they need none of Debian's packaging.
+# Only sources are taken from trixie and forky, never binaries: their libc is
+# newer than bookworm's. The deb-src lines and the build dependencies come
+# from scripts/install-deps.sh (scripts/test.sh runs it first).
+# Two stages, each marked done by a stamp in the prefix, so a failure in the
+# second (the extensions) does not rebuild the server. Two runs for the same
+# major wait for each other (a lock in the cache directory).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/pg-major.sh
@@ -17,6 +22,10 @@ source "$repo/scripts/pg-major.sh"
 [[ $PG_MAJOR != 15 ]] || exit 0
 prefix=$LANTERN_CACHE_DIR/pg$PG_MAJOR
 stamp=$prefix/.lantern_fdw-build-complete
+server_stamp=$prefix/.lantern_fdw-server-complete
+mkdir -p "$LANTERN_CACHE_DIR"
+exec 9>"$LANTERN_CACHE_DIR/pg$PG_MAJOR.lock"
+flock 9
 if [[ -f $stamp ]]; then
   echo "build-server: PostgreSQL $PG_MAJOR is cached in $prefix"
   exit 0
@@ -24,48 +33,87 @@ fi
 
 jobs=${JOBS:-$(nproc)}
 work=$LANTERN_CACHE_DIR/src/pg$PG_MAJOR
-rm -rf "$work" "$prefix"
+rm -rf "$work"
 mkdir -p "$work"
 cd "$work"
 echo "build-server: building PostgreSQL $PG_MAJOR into $prefix (log: $work/build.log)"
 exec 3>&1 >"$work/build.log" 2>&1
+# On failure, show where it stopped (the log stays in $work).
+trap 'rc=$?; if ((rc != 0)); then tail -n 40 "$work/build.log" >&3;
+  echo "build-server: building PostgreSQL $PG_MAJOR failed (log: $work/build.log)" >&3; fi' EXIT
 
-# apt-get source NAME/SUITE: unpack the newest source of NAME in SUITE here.
+# apt-get source NAME/SUITE: unpack the newest source of NAME in SUITE here,
+# with Debian's patches.
 debian_source() {
-  apt-get source -q --only-source "$1/$2"
+  apt-get source -q --only-source "$1/$2" || {
+    echo "build-server: apt-get source $1/$2 failed; scripts/install-deps.sh adds the deb-src lines" >&3
+    return 1
+  }
 }
 
-case $PG_MAJOR in
-  16)
-    vendor=$repo/../shared/vendor/postgresql-16.2.tar.xz
-    [[ -f $vendor ]] || { echo "build-server: $vendor is missing" >&3; exit 1; }
-    tar xJf "$vendor"
-    ;;
-  17) debian_source postgresql-17 trixie ;;
-  18) debian_source postgresql-18 forky ;;
-esac
-srcdir=$(find . -maxdepth 1 -type d -name 'postgresql-*' | head -n 1)
-[[ -n $srcdir ]] || { echo "build-server: no source tree unpacked in $work" >&3; exit 1; }
-(
-  cd "$srcdir"
-  ./configure --prefix="$prefix" --enable-tap-tests --without-icu --with-openssl
-  make -j"$jobs"
-  make install
-  make -C contrib -j"$jobs" install
-)
+# upstream_source NAME/SUITE: unpack only the upstream tarball of that source
+# package (apt-get fails when a mirror lacks the .dsc, but still fetches it).
+upstream_source() {
+  local -a tarballs
+  apt-get source -q --download-only --only-source "$1/$2" || true
+  shopt -s nullglob
+  tarballs=("$1"_*.orig.tar.*)
+  shopt -u nullglob
+  ((${#tarballs[@]} == 1)) || {
+    echo "build-server: could not download the upstream source of $1/$2" >&3
+    return 1
+  }
+  mkdir "$1.src"
+  tar xf "${tarballs[0]}" -C "$1.src" --strip-components=1
+}
 
-# Extensions the tests and the demo use, from Debian's source packages, built
-# with this server's pg_config.
-for pkg in pgtap/trixie pgvector/trixie; do
-  debian_source "${pkg%/*}" "${pkg#*/}"
+# Stage 1: the server and its contrib modules.
+if [[ ! -f $server_stamp ]]; then
+  rm -rf "$prefix"
+  case $PG_MAJOR in
+    16)
+      vendor=$repo/../shared/vendor/postgresql-16.2.tar.xz
+      [[ -f $vendor ]] || { echo "build-server: $vendor is missing" >&3; exit 1; }
+      tar xJf "$vendor"
+      ;;
+    17) debian_source postgresql-17 trixie ;;
+    18) debian_source postgresql-18 forky ;;
+  esac
+  srcdir=$(find . -maxdepth 1 -type d -name 'postgresql-*' | head -n 1)
+  [[ -n $srcdir ]] || { echo "build-server: no source tree unpacked in $work" >&3; exit 1; }
+  (
+    cd "$srcdir"
+    ./configure --prefix="$prefix" --enable-tap-tests --without-icu --with-openssl
+    make -j"$jobs"
+    make install
+    make -C contrib -j"$jobs" install
+  )
+  touch "$server_stamp"
+fi
+
+# Stage 2: extensions the tests and the demo use, built with this server's
+# pg_config.
+for pkg in pgtap pgvector; do
+  upstream_source "$pkg" trixie
+  make -C "$pkg.src" PG_CONFIG="$prefix/bin/pg_config" -j"$jobs"
+  make -C "$pkg.src" PG_CONFIG="$prefix/bin/pg_config" install
 done
-for d in pgtap-*/ pgvector-*/; do
-  make -C "$d" PG_CONFIG="$prefix/bin/pg_config" -j"$jobs"
-  make -C "$d" PG_CONFIG="$prefix/bin/pg_config" install
+
+# What the test suites take from this installation: fail here, not in a suite.
+pgxs=$("$prefix/bin/pg_config" --pkglibdir)/pgxs
+share=$("$prefix/bin/pg_config" --sharedir)
+for f in "$pgxs/src/test/regress/pg_regress" \
+  "$pgxs/src/test/isolation/pg_isolation_regress" \
+  "$pgxs/src/test/perl/PostgreSQL/Test/Cluster.pm" \
+  "$pgxs/src/test/perl/PostgreSQL/Test/Utils.pm" \
+  "$share/extension/dblink.control" "$share/extension/pgtap.control" \
+  "$share/extension/vector.control"; do
+  [[ -e $f ]] || { echo "build-server: $f was not installed" >&3; exit 1; }
 done
 
 # The servers run as the OS user postgres, who must read (not write) the tree.
 chmod -R a+rX "$prefix"
 touch "$stamp"
+cd /
 rm -rf "$work"
 echo "build-server: PostgreSQL $PG_MAJOR built in $prefix" >&3
