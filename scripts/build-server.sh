@@ -3,11 +3,14 @@
 # $LANTERN_CACHE_DIR/pg$PG_MAJOR, with pgTAP and pgvector, unless that
 # directory already holds a finished build. 15 is Debian bookworm's package
 # and needs nothing here. Runs as root.
-#   16: ../shared/vendor/postgresql-16.2.tar.xz (no Debian suite has 16)
-#   17: Debian trixie's source package postgresql-17
-#   18: Debian forky's source package postgresql-18
-#   pgTAP and pgvector: the upstream tarballs (.orig.tar.gz) of trixie's
-#   source packages; they need none of Debian's packaging.
+# The server's source is the release tarball:
+#   - ../shared/vendor/postgresql-$PG_MAJOR.*.tar.* beside the checkout, if
+#     there is one (16.2 is there: no Debian suite has 16);
+#   - else the upstream tarball (.orig.tar.*) of Debian's source package:
+#     postgresql-17 of trixie, postgresql-18 of forky. Debian's patches are
+#     not applied: they put the libraries under /usr/lib/postgresql/N, outside
+#     the cache directory.
+# pgTAP and pgvector: the upstream tarballs of trixie's source packages.
 # Only sources are taken from trixie and forky, never binaries: their libc is
 # newer than bookworm's. The deb-src lines and the build dependencies come
 # from scripts/install-deps.sh (scripts/test.sh runs it first).
@@ -42,17 +45,9 @@ exec 3>&1 >"$work/build.log" 2>&1
 trap 'rc=$?; if ((rc != 0)); then tail -n 40 "$work/build.log" >&3;
   echo "build-server: building PostgreSQL $PG_MAJOR failed (log: $work/build.log)" >&3; fi' EXIT
 
-# apt-get source NAME/SUITE: unpack the newest source of NAME in SUITE here,
-# with Debian's patches.
-debian_source() {
-  apt-get source -q --only-source "$1/$2" || {
-    echo "build-server: apt-get source $1/$2 failed; scripts/install-deps.sh adds the deb-src lines" >&3
-    return 1
-  }
-}
-
-# upstream_source NAME/SUITE: unpack only the upstream tarball of that source
-# package (apt-get fails when a mirror lacks the .dsc, but still fetches it).
+# upstream_source NAME/SUITE: unpack the upstream tarball of that source
+# package into NAME.src (apt-get fails when a mirror lacks the .dsc or the
+# Debian part, but still fetches the rest).
 upstream_source() {
   local -a tarballs
   apt-get source -q --download-only --only-source "$1/$2" || true
@@ -60,7 +55,7 @@ upstream_source() {
   tarballs=("$1"_*.orig.tar.*)
   shopt -u nullglob
   ((${#tarballs[@]} == 1)) || {
-    echo "build-server: could not download the upstream source of $1/$2" >&3
+    echo "build-server: could not download the upstream source of $1/$2 (is its deb-src line there? scripts/install-deps.sh adds it)" >&3
     return 1
   }
   mkdir "$1.src"
@@ -70,17 +65,24 @@ upstream_source() {
 # Stage 1: the server and its contrib modules.
 if [[ ! -f $server_stamp ]]; then
   rm -rf "$prefix"
-  case $PG_MAJOR in
-    16)
-      vendor=$repo/../shared/vendor/postgresql-16.2.tar.xz
-      [[ -f $vendor ]] || { echo "build-server: $vendor is missing" >&3; exit 1; }
-      tar xJf "$vendor"
-      ;;
-    17) debian_source postgresql-17 trixie ;;
-    18) debian_source postgresql-18 forky ;;
-  esac
-  srcdir=$(find . -maxdepth 1 -type d -name 'postgresql-*' | head -n 1)
-  [[ -n $srcdir ]] || { echo "build-server: no source tree unpacked in $work" >&3; exit 1; }
+  shopt -s nullglob
+  vendor=("$repo/../shared/vendor/postgresql-$PG_MAJOR".*.tar.*)
+  shopt -u nullglob
+  if ((${#vendor[@]} > 0)); then
+    mkdir postgresql.src
+    tar xf "${vendor[-1]}" -C postgresql.src --strip-components=1
+  else
+    case $PG_MAJOR in
+      16)
+        echo "build-server: no Debian suite has PostgreSQL 16; put its release tarball in $repo/../shared/vendor" >&3
+        exit 1
+        ;;
+      17) upstream_source postgresql-17 trixie ;;
+      18) upstream_source postgresql-18 forky ;;
+    esac
+    mv "postgresql-$PG_MAJOR.src" postgresql.src
+  fi
+  srcdir=postgresql.src
   (
     cd "$srcdir"
     ./configure --prefix="$prefix" --enable-tap-tests --without-icu --with-openssl
