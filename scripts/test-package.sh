@@ -81,6 +81,9 @@ mount -t proc proc "$root/proc"
 mkdir -p "$root/dev/shm"
 mount -t tmpfs -o mode=1777 shm "$root/dev/shm"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# apt reaches the package registry as this machine's apt does (its proxy,
+# mirror and validity settings).
+cp -a /etc/apt/apt.conf.d/. "$root/etc/apt/apt.conf.d/"
 # A bookworm machine as Debian sets it up: with its updates and security fixes.
 cat >"$root/etc/apt/sources.list" <<EOS
 deb http://deb.debian.org/debian bookworm main
