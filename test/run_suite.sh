@@ -74,6 +74,13 @@ if [[ -z ${LANTERN_TEST_WORKDIR:-} ]]; then
   cd "$W" # the checkout's cwd may be unreadable for postgres
 
   if [[ $(id -u) -eq 0 ]]; then
+    # The test-only stand-in for Lantern's extension (test/lantern_standin/).
+    extdir=$("$PG_CONFIG" --sharedir)/extension
+    if [[ -f $extdir/lantern.control ]] && ! grep -q 'lantern_fdw test stand-in' "$extdir/lantern.control"; then
+      die "$extdir/lantern.control is not lantern_fdw's test stand-in (a real Lantern?); the tests need the stand-in there"
+    fi
+    install -m 644 "$repo"/test/lantern_standin/lantern.control \
+      "$repo"/test/lantern_standin/lantern--0.0.0.sql "$extdir/"
     if ! id -u postgres >/dev/null 2>&1; then
       useradd --system --create-home --home-dir /var/lib/postgresql \
         --shell /bin/bash postgres

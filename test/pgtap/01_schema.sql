@@ -8,10 +8,12 @@ CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS lantern_fdw;
 
 BEGIN;
-SELECT plan(68);
+SELECT plan(73);
 
 -- ---------------------------------------------------------------- schema
 SELECT has_schema('lantern');
+SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'lantern_fdw'), '0.2.0',
+          'the installed version is 0.2.0');
 SELECT has_schema('_lantern_fdw', 'the internal store lives in schema _lantern_fdw');
 
 -- ---------------------------------------------------------- lantern.tasks
@@ -95,8 +97,14 @@ SELECT function_returns('lantern', 'wait_task', ARRAY['bigint', 'interval'], 'te
 SELECT function_lang_is('lantern', 'wait_task', ARRAY['bigint', 'interval'], 'c');
 SELECT volatility_is('lantern', 'wait_task', ARRAY['bigint', 'interval'], 'volatile');
 
-SELECT functions_are('lantern', ARRAY['async_task', 'cancel_task', 'cancel_all_async_tasks', 'wait_task'],
-                     'schema lantern has exactly the four public functions');
+SELECT has_function('lantern', 'import_lantern_tasks', ARRAY['regclass']);
+SELECT function_returns('lantern', 'import_lantern_tasks', ARRAY['regclass'], 'bigint');
+SELECT function_lang_is('lantern', 'import_lantern_tasks', ARRAY['regclass'], 'plpgsql');
+SELECT volatility_is('lantern', 'import_lantern_tasks', ARRAY['regclass'], 'volatile');
+
+SELECT functions_are('lantern', ARRAY['async_task', 'cancel_task', 'cancel_all_async_tasks', 'wait_task',
+                                      'import_lantern_tasks'],
+                     'schema lantern has exactly the five public functions');
 
 -- Argument names and defaults as documented: async_task(query, job_name
 -- DEFAULT NULL), wait_task(jobid, timeout DEFAULT NULL).
@@ -106,6 +114,7 @@ SELECT results_eq(
     $$VALUES ('lantern.async_task(text,text)', 'query text, job_name text DEFAULT NULL::text'),
              ('lantern.cancel_all_async_tasks()', ''),
              ('lantern.cancel_task(bigint)', 'jobid bigint'),
+             ('lantern.import_lantern_tasks(regclass)', 'source regclass'),
              ('lantern.wait_task(bigint,interval)', 'jobid bigint, timeout interval DEFAULT NULL::interval')$$,
     'the public functions have the documented arguments and defaults');
 
