@@ -45,14 +45,44 @@ exec 3>&1 >"$work/build.log" 2>&1
 trap 'rc=$?; if ((rc != 0)); then tail -n 40 "$work/build.log" >&3;
   echo "build-server: building PostgreSQL $PG_MAJOR failed (log: $work/build.log)" >&3; fi' EXIT
 
+# Source packages known to be served whole, for when the version a suite's
+# index names is not (seen: the registry lists postgresql-17 17.12 of trixie
+# and forky's pgvector 0.8.7, but returns 404 for their files). NAME -> the
+# .dsc in Debian's pool and its SHA-256; the files it lists are checked
+# against the checksums in the .dsc.
+declare -A pool_dsc=(
+  [postgresql-17]="p/postgresql-17/postgresql-17_17.11-0+deb13u1.dsc bf148ae423a982707c3f60672c3a072ef62b701bd9f5df847d9f4b8c9b3e3b18"
+  [pgvector]="p/pgvector/pgvector_0.8.6-1.dsc d08de2aa48b7cb70319cc896aa3d95514690d1009f96579dbe6b23c59634f4e6"
+)
+pool=http://deb.debian.org/debian/pool/main
+
+# pool_download NAME: fetch the pinned source package of NAME with apt's own
+# downloader, each file checked against its SHA-256.
+pool_download() {
+  local entry=${pool_dsc[$1]:-} path hash dsc sum size file
+  [[ -n $entry ]] || return 1
+  read -r path hash <<<"$entry"
+  dsc=$(basename "$path")
+  /usr/lib/apt/apt-helper download-file "$pool/${path//+/%2b}" "$dsc" "SHA256:$hash" || return 1
+  sed -n '/^Checksums-Sha256:/,/^[^ ]/{/^ /p}' "$dsc" | while read -r sum size file; do
+    /usr/lib/apt/apt-helper download-file "$pool/$(dirname "$path")/${file//+/%2b}" "$file" "SHA256:$sum" || exit 1
+  done
+}
+
 # upstream_source NAME/SUITE: unpack the upstream tarball of that source
-# package into NAME.src (apt-get fails when a mirror lacks the .dsc or the
-# Debian part, but still fetches the rest).
+# package into NAME.src: the version the suite's index names (apt-get source;
+# it fails when the registry lacks the .dsc or the Debian part, but still
+# fetches the rest), else the pinned one above.
 upstream_source() {
   local -a tarballs
   apt-get source -q --download-only --only-source "$1/$2" || true
   shopt -s nullglob
   tarballs=("$1"_*.orig.tar.*)
+  if ((${#tarballs[@]} != 1)); then
+    rm -f "$1"_*
+    pool_download "$1" || true
+    tarballs=("$1"_*.orig.tar.*)
+  fi
   shopt -u nullglob
   ((${#tarballs[@]} == 1)) || {
     echo "build-server: could not download the upstream source of $1/$2 (is its deb-src line there? scripts/install-deps.sh adds it)" >&3
@@ -94,31 +124,24 @@ if [[ ! -f $server_stamp ]]; then
 fi
 
 # Stage 2: extensions the tests and the demo use, built with this server's
-# pg_config. pgTAP from trixie. pgvector from forky (0.8.7 supports 18),
-# else trixie (0.8.0: builds against 16 and 17, not 18). pgvector is a test
-# and demo dependency only, and the tests that use it say so and stop where
-# it is missing; so on 18 a pgvector that cannot be had is a warning.
-build_ext() { # build_ext NAME SUITE...: the first suite whose tarball downloads
+# pg_config: pgTAP from trixie; pgvector from forky, else trixie, else the
+# pinned 0.8.6 above (trixie's 0.8.0 does not build against 18).
+build_ext() { # build_ext NAME SUITE...: the first suite whose source builds
   local name=$1 suite
   shift
   for suite in "$@"; do
     rm -rf "$name.src" "$name"_*
-    if upstream_source "$name" "$suite" 3>/dev/null; then
+    if upstream_source "$name" "$suite" 3>/dev/null &&
       make -C "$name.src" PG_CONFIG="$prefix/bin/pg_config" -j"$jobs" &&
-        make -C "$name.src" PG_CONFIG="$prefix/bin/pg_config" install
+      make -C "$name.src" PG_CONFIG="$prefix/bin/pg_config" install; then
       return
     fi
   done
-  echo "build-server: could not download $name from: $*" >&3
+  echo "build-server: could not build $name from: $*" >&3
   return 1
 }
 build_ext pgtap trixie
-if ! build_ext pgvector forky trixie; then
-  if [[ $PG_MAJOR != 18 ]]; then
-    exit 1
-  fi
-  echo "build-server: warning: no pgvector for PostgreSQL 18 (trixie's 0.8.0 does not build against it, forky's cannot be downloaded); the vector tests will say it is missing" >&3
-fi
+build_ext pgvector forky trixie
 
 # What the test suites take from this installation: fail here, not in a suite.
 pgxs=$("$prefix/bin/pg_config" --pkglibdir)/pgxs
@@ -127,13 +150,10 @@ for f in "$pgxs/src/test/regress/pg_regress" \
   "$pgxs/src/test/isolation/pg_isolation_regress" \
   "$pgxs/src/test/perl/PostgreSQL/Test/Cluster.pm" \
   "$pgxs/src/test/perl/PostgreSQL/Test/Utils.pm" \
-  "$share/extension/dblink.control" "$share/extension/pgtap.control"; do
+  "$share/extension/dblink.control" "$share/extension/pgtap.control" \
+  "$share/extension/vector.control"; do
   [[ -e $f ]] || { echo "build-server: $f was not installed" >&3; exit 1; }
 done
-if [[ $PG_MAJOR != 18 && ! -e $share/extension/vector.control ]]; then
-  echo "build-server: pgvector was not installed" >&3
-  exit 1
-fi
 
 # The servers run as the OS user postgres, who must read (not write) the tree.
 chmod -R a+rX "$prefix"
