@@ -12,6 +12,9 @@ packages=(
   locales
   # building pgvector, and servers 16-18, from source (scripts/build-server.sh)
   dpkg-dev bison flex libreadline-dev zlib1g-dev libssl-dev pkg-config xz-utils
+  # the Debian package (scripts/package.sh: cpack reads the library's
+  # dependencies with file and dpkg-shlibdeps) and its test (a bookworm chroot)
+  file debootstrap
 )
 
 # A package counts as present if it is installed or provided by an installed

@@ -4,7 +4,10 @@
 --
 CREATE EXTENSION lantern_fdw;
 
-\dx lantern_fdw
+-- What \dx shows (not \dx itself: psql 18 adds a column to it).
+SELECT extname, extversion, extnamespace::regnamespace AS schema,
+       obj_description(oid, 'pg_extension') AS description
+  FROM pg_extension WHERE extname = 'lantern_fdw';
 
 -- Exactly the columns, types, nullability and defaults of DESIGN.md.
 \d lantern.tasks

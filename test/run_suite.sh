@@ -260,15 +260,20 @@ run_tap() {
   shopt -u nullglob
   ((${#files[@]} > 0)) || die "no tests: test/tap/t/ has no *.pl files"
 
-  # What PostgreSQL::Test::Utils/Cluster (PG 15) read from the environment:
-  # TESTDIR    - base of tmp_check/ (data dirs, logs, port locks);
+  # What PostgreSQL::Test::Utils/Cluster read from the environment:
+  # TESTDIR    - (15) base of tmp_check/ (data dirs, logs, port locks);
+  # TESTDATADIR, TESTLOGDIR - (16 and later) the data and log directories;
+  #              unset, they are relative paths ("tmp_check", "log"), and a
+  #              relative $node->logfile means nothing to the server's
+  #              pg_read_file. Both point where 15 puts them.
   # PG_REGRESS - pg_regress binary, run by Cluster->init (--config-auth);
   # PATH       - initdb, pg_ctl, psql and pg_config of the target server.
   # PG_TEST_PORT_DIR: one port reservation directory for all concurrent runs
   # (several server versions at once), so their clusters never share a port.
   local rc=0
   PG_TEST_PORT_DIR=$LANTERN_TEST_PORTDIR \
-    TESTDIR=$W PG_REGRESS=$PGXS/src/test/regress/pg_regress \
+    TESTDIR=$W TESTDATADIR=$W/tmp_check TESTLOGDIR=$W/tmp_check/log \
+    PG_REGRESS=$PGXS/src/test/regress/pg_regress \
     prove -v -I "$PGXS/src/test/perl" -I "$W/test/tap" "${files[@]}" || rc=$?
   if ((rc != 0)); then
     shopt -s nullglob

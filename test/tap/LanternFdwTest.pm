@@ -12,7 +12,7 @@ use Time::HiRes qw(usleep);
 
 our @EXPORT = qw(
   lantern_node submit task_row wait_ended wait_sql executor_pid
-  task_backends check_server_log poll_for $EXPECTED_RESTART_MESSAGE
+  task_backends check_server_log poll_for bg_query $EXPECTED_RESTART_MESSAGE
   $JOBID_OF_TASK
 );
 
@@ -102,6 +102,23 @@ sub poll_for
 	}
 	diag("gave up after $seconds s waiting for '$expected' from: $sql\nlast output: $out");
 	return 0;
+}
+
+# The output of one statement in a session of $node->background_psql, without
+# trailing newline; dies if the statement fails. BackgroundPsql of PostgreSQL
+# 16.2 (fixed in later minor releases) returns its separator line instead of
+# an empty result, can leave the separator's newline at the start of the next
+# statement's output, and never clears stderr, so that query_safe dies on any
+# later statement once one has written to stderr.
+sub bg_query
+{
+	my ($session, $sql) = @_;
+	$session->{stderr} = '';
+	my $out = $session->query_safe($sql);
+	$out =~ s/^background_psql: QUERY_SEPARATOR.*$//mg;
+	$out =~ s/^\n+//;
+	$out =~ s/\n+$//;
+	return $out;
 }
 
 # The pid of the executor, '' if it is not running.

@@ -74,20 +74,19 @@ wait_sql($node, 'postgres',
 	't', 'max_connections: the executor closed its idle connections');
 my @hold = map { $node->background_psql('postgres', extra_params => [ '-U', 'alice' ]) } 1 .. 5;
 my $su = $node->background_psql('postgres');
-my $full = $su->query_safe(
+my $full = bg_query($su,
 	q{SET ROLE alice; SELECT lantern.async_task('INSERT INTO runs VALUES (''full'')'); RESET ROLE;});
-chomp $full;
 ok($full =~ /^\d+$/, "max_connections: task $full submitted");
 # Polling from the held superuser session: a new connection could take a slot.
 my $status;
 for (1 .. 1800)
 {
-	$status = $su->query_safe("SELECT status FROM lantern.tasks WHERE jobid = $full AND duration IS NOT NULL");
+	$status = bg_query($su, "SELECT status FROM lantern.tasks WHERE jobid = $full AND duration IS NOT NULL");
 	last if $status ne '';
 	$su->query_safe('SELECT pg_sleep(0.1)');
 }
 is($status, 'failed', 'max_connections: the task failed');
-$msg = $su->query_safe("SELECT error_message FROM lantern.tasks WHERE jobid = $full");
+$msg = bg_query($su, "SELECT error_message FROM lantern.tasks WHERE jobid = $full");
 like($msg, qr/FATAL:  (remaining connection slots are reserved|sorry, too many clients)/,
 	"max_connections: the server's own error text");
 like($msg, qr/\Q$HINT\E$/, 'max_connections: the error ends with the hint');

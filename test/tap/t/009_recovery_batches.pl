@@ -151,7 +151,7 @@ is(task_row($node, 'postgres', $sleeper), "failed|t|$EXPECTED_RESTART_MESSAGE", 
 		'phase 4: a transaction that canceled such a task cannot be prepared');
 	my $canceler = $node->background_psql('postgres');
 	$canceler->query_safe('BEGIN');
-	is($canceler->query_safe("SELECT lantern.cancel_task($t2)"), 't',
+	is(bg_query($canceler, "SELECT lantern.cancel_task($t2)"), 't',
 		'phase 4: a task recovery has not reached is canceled');
 	$node->safe_psql('postgres', 'UPDATE gate SET open = true');
 	# The recovered tasks run and free the board, but recovery puts no more

@@ -75,7 +75,7 @@ my ($t) = split /\n/, $node->safe_psql('postgres',
 ok(defined $t, 'a task recovery has not reached yet');
 my $canceler = $node->background_psql('postgres');
 $canceler->query_safe('BEGIN');
-is($canceler->query_safe("SELECT lantern.cancel_task($t)"), 't', 'that task is canceled in an open transaction');
+is(bg_query($canceler, "SELECT lantern.cancel_task($t)"), 't', 'that task is canceled in an open transaction');
 $node->safe_psql('postgres', 'UPDATE gate SET open = true');
 wait_sql($node, 'postgres', 'SELECT count(*) = 0 FROM lantern.task_progress', 't',
 	'the recovered tasks ran and left the board');
