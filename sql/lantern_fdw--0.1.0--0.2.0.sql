@@ -121,3 +121,24 @@ BEGIN
 END
 $import$;
 COMMENT ON FUNCTION lantern.import_lantern_tasks(regclass) IS 'Copy the history of Lantern''s pg_cron-based tasks table into lantern.tasks; returns the number of rows imported';
+
+-- issue 11 (the queue): start later, a time limit, lantern.task_details.
+ALTER TABLE _lantern_fdw.task_log
+    ADD COLUMN run_at timestamp with time zone,
+    ADD COLUMN max_runtime interval,
+    ADD COLUMN run_started_at timestamp with time zone;
+DROP FUNCTION lantern.async_task(text, text);
+CREATE FUNCTION lantern.async_task(query text, job_name text DEFAULT NULL,
+                                   run_at timestamp with time zone DEFAULT NULL,
+                                   max_runtime interval DEFAULT NULL) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'lantern_async_task' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION lantern.async_task(text, text, timestamp with time zone, interval) IS 'Submit a query to run in the background; returns its jobid';
+CREATE VIEW lantern.task_details AS
+SELECT t.jobid, t.query, t.pg_cron_job_name, t.job_name, t.username, t.started_at, t.duration, t.status,
+       t.error_message, l.run_at, l.max_runtime, l.run_started_at, t.started_at + t.duration AS ended_at,
+       pg_catalog.current_database() AS database
+  FROM lantern.tasks t
+  LEFT JOIN _lantern_fdw.task_log l ON l.jobid = t.jobid;
+GRANT SELECT ON lantern.task_details TO PUBLIC;
+COMMENT ON VIEW lantern.task_details IS 'Tasks with their run_at, max_runtime, run_started_at, ended_at and database';
+

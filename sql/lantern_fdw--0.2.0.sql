@@ -84,7 +84,11 @@ CREATE TABLE _lantern_fdw.task_log (
     error_message text,
     run_as oid NOT NULL,        -- role the task runs as (username)
     login_role oid NOT NULL,    -- session_user of the submitter
-    board_id bigint NOT NULL,   -- the server life that queued it (recovery)
+    board_id bigint NOT NULL,   -- the server life that queued it (recovery); 0: waits in the store
+    -- issue 11 (the queue): start later, a time limit
+    run_at timestamp with time zone,      -- not before (async_task's run_at)
+    max_runtime interval,                 -- async_task's max_runtime
+    run_started_at timestamp with time zone, -- the first statement began
     CONSTRAINT task_log_pkey PRIMARY KEY (jobid)
 );
 REVOKE ALL ON _lantern_fdw.task_log FROM PUBLIC;
@@ -114,9 +118,11 @@ GRANT SELECT, INSERT, DELETE ON lantern.tasks TO PUBLIC;
 
 COMMENT ON FOREIGN TABLE lantern.tasks IS 'Background tasks: INSERT to submit one, SELECT to read live status';
 
-CREATE FUNCTION lantern.async_task(query text, job_name text DEFAULT NULL) RETURNS bigint
+CREATE FUNCTION lantern.async_task(query text, job_name text DEFAULT NULL,
+                                   run_at timestamp with time zone DEFAULT NULL,
+                                   max_runtime interval DEFAULT NULL) RETURNS bigint
     AS 'MODULE_PATHNAME', 'lantern_async_task' LANGUAGE C VOLATILE;
-COMMENT ON FUNCTION lantern.async_task(text, text) IS 'Submit a query to run in the background; returns its jobid';
+COMMENT ON FUNCTION lantern.async_task(text, text, timestamp with time zone, interval) IS 'Submit a query to run in the background; returns its jobid';
 
 CREATE FUNCTION lantern.cancel_task(jobid bigint) RETURNS boolean
     AS 'MODULE_PATHNAME', 'lantern_cancel_task' LANGUAGE C STRICT VOLATILE;
@@ -275,3 +281,15 @@ SELECT b.jobid, t.job_name, t.username, pg_catalog.current_database() AS databas
   LEFT JOIN _lantern_fdw.command_progress p ON p.pid = b.pid;
 GRANT SELECT ON lantern.task_progress TO PUBLIC;
 COMMENT ON VIEW lantern.task_progress IS 'Active tasks: statement k of n, wait event, phase and percent done';
+
+-- issue 11 (the queue): every column of lantern.tasks, and when the task may
+-- start, its time limit, when its first statement began and when it ended.
+-- Rows come through lantern.tasks: the same visibility rules.
+CREATE VIEW lantern.task_details AS
+SELECT t.jobid, t.query, t.pg_cron_job_name, t.job_name, t.username, t.started_at, t.duration, t.status,
+       t.error_message, l.run_at, l.max_runtime, l.run_started_at, t.started_at + t.duration AS ended_at,
+       pg_catalog.current_database() AS database
+  FROM lantern.tasks t
+  LEFT JOIN _lantern_fdw.task_log l ON l.jobid = t.jobid;
+GRANT SELECT ON lantern.task_details TO PUBLIC;
+COMMENT ON VIEW lantern.task_details IS 'Tasks with their run_at, max_runtime, run_started_at, ended_at and database';

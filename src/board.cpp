@@ -17,6 +17,13 @@ struct Board {
 	bool recovery_needed; // until the executor has had every database recovered
 	Oid recovery_ack;	  // the database a recovery worker last finished
 	uint32 close_idle_requests; // bumped to make the executor close idle connections
+	// Databases whose stores hold committed tasks that are not on the board
+	// (the queue: see board.hpp); waiting_gen is bumped on every note.
+	int nwaiting;
+	bool waiting_overflow;
+	Oid waiting_db[kMaxWaitingDbs];
+	uint32 waiting_gen[kMaxWaitingDbs];
+	TimestampTz waiting_due[kMaxWaitingDbs]; // no loader needed before then
 	int free_head;
 	int active_head;
 	int active_count;
@@ -294,6 +301,109 @@ board_close_idle_requests()
 	return n;
 }
 
+// ---- the queue beyond the board ----
+
+static int
+waiting_find(Oid dboid)
+{
+	for (int i = 0; i < the_board->nwaiting; i++)
+		if (the_board->waiting_db[i] == dboid)
+			return i;
+	return -1;
+}
+
+void
+board_note_waiting(Oid dboid, TimestampTz due)
+{
+	LWLockAcquire(the_board->lock, LW_EXCLUSIVE);
+	int i = waiting_find(dboid);
+	if (i < 0 && the_board->nwaiting < kMaxWaitingDbs) {
+		i = the_board->nwaiting++;
+		the_board->waiting_db[i] = dboid;
+		the_board->waiting_gen[i] = 0;
+		the_board->waiting_due[i] = due;
+	}
+	if (i >= 0) {
+		the_board->waiting_gen[i]++;
+		the_board->waiting_due[i] = Min(the_board->waiting_due[i], due);
+	}
+	else
+		the_board->waiting_overflow = true;
+	LWLockRelease(the_board->lock);
+	board_wake_executor();
+}
+
+bool
+board_db_waiting(Oid dboid)
+{
+	ASSERT_LOCKED();
+	int i = waiting_find(dboid);
+	return the_board->waiting_overflow || (i >= 0 && the_board->waiting_due[i] <= GetCurrentTimestamp());
+}
+
+uint32
+board_waiting_gen(Oid dboid)
+{
+	LWLockAcquire(the_board->lock, LW_SHARED);
+	int i = waiting_find(dboid);
+	uint32 gen = i >= 0 ? the_board->waiting_gen[i] : 0;
+	LWLockRelease(the_board->lock);
+	return gen;
+}
+
+void
+board_clear_waiting(Oid dboid, uint32 gen, TimestampTz next_due)
+{
+	LWLockAcquire(the_board->lock, LW_EXCLUSIVE);
+	int i = waiting_find(dboid);
+	if (next_due != 0 && i < 0 && the_board->nwaiting < kMaxWaitingDbs) {
+		i = the_board->nwaiting++; // scheduled tasks found by recovery
+		the_board->waiting_db[i] = dboid;
+		the_board->waiting_gen[i] = gen;
+		the_board->waiting_due[i] = next_due;
+	} else if (next_due != 0 && i < 0) {
+		the_board->waiting_overflow = true;
+	} else if (next_due != 0 && the_board->waiting_gen[i] == gen) {
+		the_board->waiting_due[i] = next_due;
+	} else if (i >= 0 && the_board->waiting_gen[i] == gen) {
+		int last = --the_board->nwaiting;
+		the_board->waiting_db[i] = the_board->waiting_db[last];
+		the_board->waiting_gen[i] = the_board->waiting_gen[last];
+		the_board->waiting_due[i] = the_board->waiting_due[last];
+	}
+	LWLockRelease(the_board->lock);
+}
+
+int
+board_waiting_dbs(Oid *out, TimestampTz *due, bool *overflow)
+{
+	LWLockAcquire(the_board->lock, LW_EXCLUSIVE);
+	int n = the_board->nwaiting;
+	memcpy(out, the_board->waiting_db, sizeof(Oid) * n);
+	memcpy(due, the_board->waiting_due, sizeof(TimestampTz) * n);
+	*overflow = the_board->waiting_overflow;
+	the_board->waiting_overflow = false;
+	LWLockRelease(the_board->lock);
+	return n;
+}
+
+int
+board_db_queued_count(Oid dboid)
+{
+	ASSERT_LOCKED();
+	int n = 0;
+	for (int i = the_board->queue_head; i >= 0; i = the_board->slots[i].queue_next)
+		n += the_board->slots[i].dboid == dboid;
+	return n;
+}
+
+int
+board_free_count()
+{
+	ASSERT_LOCKED();
+	return the_board->nslots - the_board->active_count;
+}
+
 static BoardKey
 make_key(Oid dboid, Oid store_relid, int64 jobid)
 {
@@ -458,6 +568,35 @@ board_queue_head()
 {
 	ASSERT_LOCKED();
 	return the_board->queue_head;
+}
+
+int
+board_queue_next(int index)
+{
+	ASSERT_LOCKED();
+	return the_board->slots[index].queue_next;
+}
+
+static int
+role_running_count(Oid role)
+{
+	int n = 0;
+	for (int i = the_board->active_head; i >= 0; i = the_board->slots[i].active_next) {
+		const TaskSlot &s = the_board->slots[i];
+		n += s.run_as == role &&
+			 (s.state == SlotState::Starting || s.state == SlotState::Running || s.state == SlotState::Ending);
+	}
+	return n;
+}
+
+int
+board_queue_pick(int per_role_cap)
+{
+	ASSERT_LOCKED();
+	for (int i = the_board->queue_head; i >= 0; i = the_board->slots[i].queue_next)
+		if (per_role_cap <= 0 || role_running_count(the_board->slots[i].run_as) < per_role_cap)
+			return i;
+	return -1;
 }
 
 int

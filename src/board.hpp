@@ -59,6 +59,7 @@ struct TaskSlot {
 	uint64 queue_seq;		  // FIFO order among Queued slots
 	TimestampTz submitted_at; // the started_at column
 	TimestampTz run_started_at;
+	int64 max_runtime_us; // the task's max_runtime (0: the default applies)
 	int stmt_index;	 // 1-based statement being run
 	int stmt_count;
 	NameData connect_as; // login role of the task connection
@@ -105,6 +106,11 @@ int board_reserve(const TaskSlot &init, uint32 *generation);
 void board_transition(int index, SlotState to);
 // The head of the queue (the queued slot that has waited longest), or -1.
 int board_queue_head();
+// The queued slot after index in FIFO order, or -1.
+int board_queue_next(int index);
+// The first queued slot, in FIFO order, whose role runs fewer than
+// per_role_cap tasks (Starting, Running, Ending); the head if the cap is 0.
+int board_queue_pick(int per_role_cap);
 int board_active_count();
 int board_record_pending_count();
 // Ending, RecordPending: the error_message to record ("" for none; at most
@@ -145,5 +151,31 @@ bool board_take_recovery_ack(Oid dboid);
 // Asks the executor to close its idle connections.
 void board_request_close_idle();
 uint32 board_close_idle_requests();
+
+// ---- the queue beyond the board ----
+// A submission that finds the board full (or its database's queue already
+// in the store) leaves its task in the store only, with board id 0; a
+// loader (a maintenance worker) brings such rows onto the board as slots
+// free up, in jobid order. These calls take the lock, but for those marked.
+constexpr int kMaxWaitingDbs = 256;
+// A transaction that left tasks in db's store committed; due: when the
+// first of them may start (0: now; later for a scheduled task). Wakes the
+// executor.
+void board_note_waiting(Oid dboid, TimestampTz due);
+// Whether db may have tasks waiting in its store that are due (lock held).
+bool board_db_waiting(Oid dboid);
+// The number of notes for db so far (0 if none waiting).
+uint32 board_waiting_gen(Oid dboid);
+// A loader found nothing left in db's store to load now: no longer waiting
+// (or, if next_due is not 0, waiting until then for scheduled tasks), unless
+// a note came after gen was read.
+void board_clear_waiting(Oid dboid, uint32 gen, TimestampTz next_due);
+// The databases waiting and when they are due (out and due have room for
+// kMaxWaitingDbs); *overflow if a note found the list full (then every
+// database may be waiting); clears it.
+int board_waiting_dbs(Oid *out, TimestampTz *due, bool *overflow);
+// How many queued slots db has, and how many slots are free (lock held).
+int board_db_queued_count(Oid dboid);
+int board_free_count();
 
 } // namespace lantern

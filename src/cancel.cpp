@@ -187,6 +187,26 @@ cancel_all_tasks()
 			items[n++].jobid = s->jobid;
 	});
 	board_release();
+	// The queued and scheduled tasks that are not on the board: they wait in
+	// the store.
+	int capacity = Max(1, n);
+	SysScanDesc scan = store_begin_scan(&store, GetActiveSnapshot(), nullptr);
+	HeapTuple row;
+	while ((row = store_scan_next(scan)) != nullptr) {
+		TaskRow r;
+		store_read_row(&store, row, &r);
+		if (r.ended || r.board_id == board_id())
+			continue;
+		char *status = store_row_status(&store, row);
+		if (status == nullptr || (strcmp(status, "queued") != 0 && strcmp(status, "scheduled") != 0))
+			continue;
+		if (n == capacity) {
+			capacity *= 2;
+			items = static_cast<CancelItem *>(repalloc(items, sizeof(CancelItem) * capacity));
+		}
+		items[n++] = CancelItem{r.jobid, 0, false, false, false};
+	}
+	store_end_scan(scan);
 	cancel_items(&store, items, n, true);
 	store_close(&store, RowExclusiveLock);
 }

@@ -31,11 +31,27 @@ end_work()
 	CommitTransactionCommand();
 }
 
-// Tasks of an earlier server life (another board) that had not ended: queued
-// ones go back on the board, running ones failed with the restart.
-// Returns true when everything was handled.
-static bool
-recover_batch()
+enum class BatchResult { Done, More, Full, Locked };
+
+// How many queued slots one database's loader may fill: enough to keep the
+// executor busy, few enough that a task of another database queued after
+// them starts soon (fairness between databases).
+static int
+loader_queue_cap()
+{
+	return Max(8, 2 * guc_max_parallel_tasks);
+}
+
+// Tasks of the store that are not on this board (capped: at most
+// loader_queue_cap() queued slots of this database): rows of an earlier server
+// life (another board) that had not ended, and tasks that waited in the
+// store because the board was full (board id 0). Queued ones go onto the
+// board in jobid order from *from (a cursor kept between batches), running
+// ones of an earlier life are failed with the restart. Scheduled ones whose
+// run_at has come are queued; *next_due becomes the earliest run_at of the
+// others.
+static BatchResult
+load_batch(int64 *from, bool capped, TimestampTz *next_due)
 {
 	Store store;
 	store_open(&store, RowExclusiveLock);
@@ -43,13 +59,19 @@ recover_batch()
 	// later), then read what it committed.
 	if (!store_lock_earlier_rows(store_relid(&store), false)) {
 		store_close(&store, RowExclusiveLock);
-		return false;
+		return BatchResult::Locked;
 	}
+	board_acquire(LW_SHARED);
+	int room = board_free_count();
+	if (capped)
+		room = Min(room, loader_queue_cap() - board_db_queued_count(MyDatabaseId));
+	board_release();
 	Snapshot snap = RegisterSnapshot(GetLatestSnapshot());
-	SysScanDesc scan = store_begin_scan(&store, snap, nullptr);
+	SysScanDesc scan = store_begin_scan_from(&store, snap, *from);
+	TimestampTz now = GetCurrentTimestamp();
 	HeapTuple row;
 	int done = 0;
-	bool complete = true;
+	BatchResult result = BatchResult::Done;
 	while ((row = store_scan_next(scan)) != nullptr) {
 		TaskRow r;
 		store_read_row(&store, row, &r);
@@ -57,26 +79,36 @@ recover_batch()
 			continue;
 		int64 jobid = r.jobid;
 		char *status = store_row_status(&store, row);
+		bool scheduled = status != nullptr && strcmp(status, "scheduled") == 0;
+		if (scheduled && r.run_at > now) {
+			if (*next_due == 0 || r.run_at < *next_due)
+				*next_due = r.run_at;
+			continue;
+		}
 		HeapTuple copy = heap_copytuple(row);
-		if (status != nullptr && strcmp(status, "queued") == 0) {
-			if (!requeue_task(&store, copy)) {
-				complete = false; // the board is full
+		if (scheduled || (status != nullptr && strcmp(status, "queued") == 0)) {
+			if (room <= 0 || !requeue_task(&store, copy)) {
+				*from = jobid;
+				result = BatchResult::Full;
 				break;
 			}
-			elog(LOG, "lantern_fdw: task %lld queued again after a server restart", (long long)jobid);
+			room--;
+			if (r.board_id != kNotOnBoard && !scheduled)
+				elog(LOG, "lantern_fdw: task %lld queued again after a server restart", (long long)jobid);
 		} else {
 			store_record_end(&store, copy, "failed", kRestartedMessage);
 			elog(LOG, "lantern_fdw: task %lld failed: the server restarted while it ran", (long long)jobid);
 		}
 		if (++done == kBatch) {
-			complete = false;
+			*from = jobid + 1;
+			result = BatchResult::More;
 			break;
 		}
 	}
 	store_end_scan(scan);
 	UnregisterSnapshot(snap);
 	store_close(&store, RowExclusiveLock);
-	return complete;
+	return result;
 }
 
 // A message kept on the board may have been cut inside a character, or come
@@ -176,7 +208,7 @@ forget_stale_tasks(Oid store_relid)
 }
 
 bool
-start_maintenance_worker(Oid dboid, bool recover, BackgroundWorkerHandle **handle)
+start_maintenance_worker(Oid dboid, MaintenanceKind kind, BackgroundWorkerHandle **handle)
 {
 	BackgroundWorker worker = {};
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -187,7 +219,7 @@ start_maintenance_worker(Oid dboid, bool recover, BackgroundWorkerHandle **handl
 	snprintf(worker.bgw_name, BGW_MAXLEN, "lantern_fdw maintenance of database %u", dboid);
 	strlcpy(worker.bgw_type, "lantern_fdw maintenance", BGW_MAXLEN);
 	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
-	worker.bgw_extra[0] = recover ? 1 : 0;
+	worker.bgw_extra[0] = static_cast<char>(kind);
 	worker.bgw_notify_pid = MyProcPid;
 	return RegisterDynamicBackgroundWorker(&worker, handle);
 }
@@ -199,7 +231,8 @@ lantern_maintenance_main(Datum arg)
 {
 	using namespace lantern;
 	Oid dboid = DatumGetObjectId(arg);
-	bool recover = MyBgworkerEntry->bgw_extra[0] != 0;
+	bool recover = MyBgworkerEntry->bgw_extra[0] == static_cast<char>(MaintenanceKind::Recover);
+	bool load = MyBgworkerEntry->bgw_extra[0] == static_cast<char>(MaintenanceKind::Load);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	// Also a database that does not accept connections has tasks to finish.
@@ -217,29 +250,54 @@ lantern_maintenance_main(Datum arg)
 	end_work();
 	forget_stale_tasks(store_relid);
 	if (!OidIsValid(store_relid)) {
+		board_clear_waiting(MyDatabaseId, board_waiting_gen(MyDatabaseId), 0);
 		if (recover)
 			board_ack_recovery(MyDatabaseId); // nothing to recover here
 		proc_exit(0);
 	}
 
+	// Recovery, and loading the tasks that wait in the store: until a pass
+	// over the whole store from its first jobid found nothing left.
 	// On the condition variable's wait list before the first look, so that no
 	// slot freed meanwhile goes unnoticed (a sleep that was not prepared
 	// returns at once: the loop would spin).
-	if (recover)
+	if (recover || load)
 		ConditionVariablePrepareToSleep(board_cv());
-	while (recover) {
+	int64 from = 0;
+	bool whole_pass = true; // the pass under way began at the first jobid
+	uint32 gen = board_waiting_gen(MyDatabaseId);
+	TimestampTz next_due = 0; // the earliest run_at of the scheduled tasks seen in this pass
+	while (recover || load) {
 		begin_work();
-		bool complete = recover_batch();
+		// Recovery fills the board (a restart is no time to share it); a
+		// loader keeps room for other databases' tasks.
+		if (from == 0)
+			next_due = 0;
+		BatchResult result = load_batch(&from, !recover, &next_due);
 		end_work();
-		if (complete)
-			break;
-		// The board is full, or a cancel holds the rows: meanwhile write the
-		// outcomes of this server life, then wait for a slot (or a second).
+		if (result == BatchResult::Done) {
+			if (whole_pass)
+				break;
+			// Rows committed late with lower jobids: one more pass from the start.
+			from = 0;
+			whole_pass = true;
+			gen = board_waiting_gen(MyDatabaseId);
+			continue;
+		}
+		if (result == BatchResult::More)
+			continue;
+		whole_pass = whole_pass && result == BatchResult::Locked && from == 0;
+		// The board (or this database's share of it) is full, or a cancel
+		// holds the rows: meanwhile write the outcomes of this server life,
+		// then wait for a slot (or a second).
 		write_pending_outcomes(store_relid);
+		CHECK_FOR_INTERRUPTS();
 		ConditionVariableTimedSleep(board_cv(), 1000, PG_WAIT_EXTENSION);
 	}
-	if (recover)
+	if (recover || load)
 		ConditionVariableCancelSleep();
+	if (recover || load)
+		board_clear_waiting(MyDatabaseId, gen, next_due);
 	if (recover)
 		board_ack_recovery(MyDatabaseId);
 

@@ -80,7 +80,7 @@ lantern_record_start(PG_FUNCTION_ARGS)
 	if (row == nullptr)
 		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("task %lld does not exist", (long long)jobid)));
 	char *query = store_row_query(&store, row);
-	store_set_status(&store, row, "running");
+	store_mark_running(&store, row);
 	store_close(&store, RowExclusiveLock);
 
 	char appname[64];

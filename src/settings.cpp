@@ -8,10 +8,12 @@ namespace lantern {
 
 int guc_max_tasks = 1024;
 int guc_max_parallel_tasks = 4;
+int guc_max_parallel_tasks_per_role = 0;
 char *guc_host = nullptr;
 char *guc_connection_options = nullptr;
 int guc_idle_connection_timeout_ms = 10000;
 int guc_task_retention_s = 0;
+int guc_default_max_runtime_ms = 0;
 
 // Options the executor sets itself may not be overridden.
 static bool
@@ -50,6 +52,15 @@ define_settings()
 							&guc_max_tasks, 1024, 1, 1000000, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
 	DefineCustomIntVariable("lantern_fdw.max_parallel_tasks", "Maximum number of tasks run at once.", nullptr,
 							&guc_max_parallel_tasks, 4, 1, 1024, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+	DefineCustomIntVariable("lantern_fdw.max_parallel_tasks_per_role",
+							"Maximum number of tasks of one role run at once (0: no limit).",
+							"A task of a role at the limit waits; tasks of other roles queued after it start.",
+							&guc_max_parallel_tasks_per_role, 0, 0, 1024, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+	DefineCustomIntVariable("lantern_fdw.default_max_runtime",
+							"Longest a task may run, from the start of its first statement (0: no limit).",
+							"A task that runs longer is interrupted as a cancel would, and ends failed.",
+							&guc_default_max_runtime_ms, 0, 0, INT_MAX, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr,
+							nullptr);
 	DefineCustomStringVariable("lantern_fdw.host", "Host the executor connects to for running tasks.",
 							   "Empty means the first of unix_socket_directories, or localhost if there is none.",
 							   &guc_host, "", PGC_SIGHUP, 0, nullptr, nullptr, nullptr);

@@ -49,6 +49,11 @@ lantern_async_task(PG_FUNCTION_ARGS)
 	NewTask task = {};
 	task.query = text_arg_or_null(fcinfo, 0);
 	task.job_name = text_arg_or_null(fcinfo, 1);
+	// Declared with two arguments by 0.1.0: PG_NARGS says what was given.
+	if (PG_NARGS() > 2 && !PG_ARGISNULL(2))
+		task.run_at = PG_GETARG_TIMESTAMPTZ(2);
+	if (PG_NARGS() > 3 && !PG_ARGISNULL(3))
+		task.max_runtime = PG_GETARG_INTERVAL_P(3);
 	Store store;
 	store_open(&store, RowExclusiveLock);
 	int64 jobid = submit_task(&store, task, nullptr, nullptr);
@@ -106,6 +111,12 @@ lantern_wait_task(PG_FUNCTION_ARGS)
 	visibility_init(&vis);
 	if (row == nullptr || !visibility_check(&vis, r.run_as))
 		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("task %lld does not exist", (long long)jobid)));
+	// A task this transaction left in the store (the board was full).
+	if (!r.ended && TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetXmin(row->t_data)))
+		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						errmsg("cannot wait for task %lld in the transaction that submitted it", (long long)jobid),
+						errdetail("The task runs only after this transaction commits."),
+						errhint("Commit first, then call lantern.wait_task.")));
 	store_close(&store, AccessShareLock); // hold no lock while sleeping
 
 	TimestampTz start = GetCurrentTimestamp();
@@ -117,11 +128,25 @@ lantern_wait_task(PG_FUNCTION_ARGS)
 		SlotState state = index >= 0 ? board_slot(index)->state : SlotState::Free;
 		int task_pid = index >= 0 ? board_slot(index)->backend_pid : 0;
 		board_release();
+		bool in_store = false;
+		char *store_status = nullptr;
 		if (index < 0) {
-			live_status = nullptr;
-			break;
+			// Not on the board: ended, or waiting in the store for a slot.
+			store_open(&store, AccessShareLock);
+			HeapTuple now_row = store_fetch(&store, jobid, GetLatestSnapshot());
+			TaskRow now = {};
+			if (now_row != nullptr)
+				store_read_row(&store, now_row, &now);
+			in_store = now_row != nullptr && !now.ended;
+			if (in_store)
+				store_status = store_row_status(&store, now_row);
+			store_close(&store, AccessShareLock);
+			if (!in_store) {
+				live_status = nullptr;
+				break;
+			}
 		}
-		live_status = slot_state_status(state);
+		live_status = in_store ? (store_status != nullptr ? store_status : "queued") : slot_state_status(state);
 		long waited = TimestampDifferenceMilliseconds(start, GetCurrentTimestamp());
 		if (timeout_ms >= 0 && waited >= timeout_ms)
 			break;

@@ -80,6 +80,22 @@ store_read_row(const Store *s, HeapTuple row, TaskRow *out)
 	out->started_at = DatumGetTimestampTz(heap_getattr(row, Col_started_at, desc, &isnull));
 	out->ended = !heap_attisnull(row, Col_duration, desc);
 	out->board_id = static_cast<uint64>(DatumGetInt64(heap_getattr(row, Col_board_id, desc, &isnull)));
+	out->run_at = 0;
+	out->max_runtime_us = 0;
+	if (desc->natts >= Col_run_started_at) {
+		Datum d = heap_getattr(row, Col_run_at, desc, &isnull);
+		if (!isnull)
+			out->run_at = DatumGetTimestampTz(d);
+		d = heap_getattr(row, Col_max_runtime, desc, &isnull);
+		if (!isnull)
+			out->max_runtime_us = interval_usecs(DatumGetIntervalP(d));
+	}
+}
+
+int64
+interval_usecs(const Interval *iv)
+{
+	return iv->time + (static_cast<int64>(iv->month) * DAYS_PER_MONTH + iv->day) * USECS_PER_DAY;
 }
 
 char *
@@ -104,6 +120,14 @@ store_begin_scan(Store *s, Snapshot snap, const int64 *jobid)
 		return systable_beginscan(s->rel, InvalidOid, false, snap, 0, nullptr);
 	ScanKeyData key;
 	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(*jobid));
+	return systable_beginscan(s->rel, RelationGetRelid(s->pkey), true, snap, 1, &key);
+}
+
+SysScanDesc
+store_begin_scan_from(Store *s, Snapshot snap, int64 from)
+{
+	ScanKeyData key;
+	ScanKeyInit(&key, 1, BTGreaterEqualStrategyNumber, F_INT8GE, Int64GetDatum(from));
 	return systable_beginscan(s->rel, RelationGetRelid(s->pkey), true, snap, 1, &key);
 }
 
@@ -143,11 +167,20 @@ store_insert(Store *s, const NewRow &row)
 	values[Col_username - 1] = CStringGetTextDatum(row.username);
 	values[Col_started_at - 1] = TimestampTzGetDatum(row.started_at);
 	nulls[Col_duration - 1] = true;
-	values[Col_status - 1] = CStringGetTextDatum("queued");
+	values[Col_status - 1] = CStringGetTextDatum(row.scheduled ? "scheduled" : "queued");
 	nulls[Col_error_message - 1] = true;
 	values[Col_run_as - 1] = ObjectIdGetDatum(row.run_as);
 	values[Col_login_role - 1] = ObjectIdGetDatum(row.login_role);
 	values[Col_board_id - 1] = Int64GetDatum(static_cast<int64>(row.board_id));
+	values[Col_run_at - 1] = TimestampTzGetDatum(row.run_at);
+	nulls[Col_run_at - 1] = row.run_at == 0;
+	values[Col_max_runtime - 1] = PointerGetDatum(row.max_runtime);
+	nulls[Col_max_runtime - 1] = row.max_runtime == nullptr;
+	nulls[Col_run_started_at - 1] = true;
+	if (RelationGetDescr(s->rel)->natts < Col_run_started_at && (row.run_at != 0 || row.max_runtime != nullptr))
+		ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						errmsg("run_at and max_runtime need lantern_fdw 0.2.0"),
+						errhint("Update the extension: ALTER EXTENSION lantern_fdw UPDATE.")));
 	HeapTuple tup = heap_form_tuple(RelationGetDescr(s->rel), values, nulls);
 	CatalogTupleInsert(s->rel, tup);
 	heap_freetuple(tup);
@@ -211,24 +244,30 @@ store_delete(Store *s, ItemPointer tid)
 }
 
 void
-store_set_status(Store *s, HeapTuple old, const char *status)
+store_mark_running(Store *s, HeapTuple old)
 {
 	Datum values[Store_natts] = {};
 	bool nulls[Store_natts] = {};
 	bool replace[Store_natts] = {};
-	values[Col_status - 1] = CStringGetTextDatum(status);
+	values[Col_status - 1] = CStringGetTextDatum("running");
 	replace[Col_status - 1] = true;
+	if (RelationGetDescr(s->rel)->natts >= Col_run_started_at) {
+		values[Col_run_started_at - 1] = TimestampTzGetDatum(GetCurrentTimestamp());
+		replace[Col_run_started_at - 1] = true;
+	}
 	store_update(s, old, values, nulls, replace);
 }
 
 void
-store_set_board_id(Store *s, HeapTuple old, uint64 board_id)
+store_set_queued(Store *s, HeapTuple old, uint64 board_id)
 {
 	Datum values[Store_natts] = {};
 	bool nulls[Store_natts] = {};
 	bool replace[Store_natts] = {};
 	values[Col_board_id - 1] = Int64GetDatum(static_cast<int64>(board_id));
 	replace[Col_board_id - 1] = true;
+	values[Col_status - 1] = CStringGetTextDatum("queued");
+	replace[Col_status - 1] = true;
 	store_update(s, old, values, nulls, replace, false);
 }
 

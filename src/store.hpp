@@ -19,7 +19,11 @@ enum StoreColumn {
 	Col_run_as,
 	Col_login_role,
 	Col_board_id,
-	Store_natts = Col_board_id
+	// issue 11 (the queue); absent from a store not yet updated to 0.2.0
+	Col_run_at,
+	Col_max_runtime,
+	Col_run_started_at,
+	Store_natts = Col_run_started_at
 };
 
 struct Store {
@@ -47,7 +51,11 @@ struct TaskRow {
 	TimestampTz started_at;
 	bool ended; // duration is set: the outcome is recorded
 	uint64 board_id;
+	TimestampTz run_at;	   // 0: none
+	int64 max_runtime_us; // 0: none
 };
+// An interval as microseconds (a month counts 30 days).
+int64 interval_usecs(const Interval *iv);
 void store_read_row(const Store *s, HeapTuple row, TaskRow *out);
 // The query and status columns of a row, palloc'd (status: NULL if null).
 char *store_row_query(const Store *s, HeapTuple row);
@@ -59,9 +67,14 @@ HeapTuple store_fetch(Store *s, int64 jobid, Snapshot snap);
 // NULL. The scan lives in the current memory context.
 SysScanDesc store_begin_scan(Store *s, Snapshot snap, const int64 *jobid);
 HeapTuple store_scan_next(SysScanDesc scan);
+// Scans the rows visible to snap whose jobid is at least from, in jobid order.
+SysScanDesc store_begin_scan_from(Store *s, Snapshot snap, int64 from);
 void store_end_scan(SysScanDesc scan);
 
 // A new task's row, status queued.
+// The board id of a task that waits in the store, not on the board.
+constexpr uint64 kNotOnBoard = 0;
+
 struct NewRow {
 	int64 jobid;
 	const char *query;
@@ -71,14 +84,18 @@ struct NewRow {
 	Oid run_as;
 	Oid login_role;
 	uint64 board_id;
+	bool scheduled;			  // status scheduled (run_at in the future)
+	TimestampTz run_at;		  // 0: none
+	const Interval *max_runtime; // NULL: none
 };
 void store_insert(Store *s, const NewRow &row);
+// Record_start: status running, and when the first statement began.
+void store_mark_running(Store *s, HeapTuple old);
+// A loader puts the row's task on the board: its board id, status queued.
+void store_set_queued(Store *s, HeapTuple old, uint64 board_id);
 // Writes the final outcome of a task (status, error, duration up to now),
 // and queues the lantern_tasks notification of it.
 void store_record_end(Store *s, HeapTuple old, const char *status, const char *error);
-void store_set_status(Store *s, HeapTuple old, const char *status);
-// Recovery: the row is queued under the current board.
-void store_set_board_id(Store *s, HeapTuple old, uint64 board_id);
 // Deletes a row, waiting for a concurrent writer; false if it was gone first.
 bool store_delete(Store *s, ItemPointer tid);
 // Deletes up to limit ended rows whose end lies before cutoff (rows of active

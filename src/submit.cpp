@@ -62,9 +62,10 @@ role_can_login(Oid roleid)
 // transaction; false when the board is full. The executor logs in as run_as
 // where it may, else as login_role followed by SET ROLE run_as.
 static bool
-reserve_slot(Store *store, int64 jobid, Oid run_as, Oid login_role, TimestampTz submitted_at)
+reserve_slot(Store *store, int64 jobid, Oid run_as, Oid login_role, TimestampTz submitted_at, int64 max_runtime_us)
 {
 	TaskSlot init = {};
+	init.max_runtime_us = max_runtime_us;
 	init.dboid = MyDatabaseId;
 	init.store_relid = store_relid(store);
 	init.jobid = jobid;
@@ -131,10 +132,29 @@ submit_task(Store *store, const NewTask &task, TimestampTz *started_at_out, cons
 	if (jobid <= 0)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("jobid must be positive")));
 	TimestampTz submitted_at = task.has_started_at ? task.started_at : GetCurrentTransactionStartTimestamp();
-	if (!reserve_slot(store, jobid, run_as, GetSessionUserId(), submitted_at))
-		ereport(ERROR, (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED), errmsg("too many lantern_fdw tasks"),
-						errdetail("All %d task slots are taken by reserved, queued or running tasks.", board_nslots()),
-						errhint("Wait for tasks to end, or raise lantern_fdw.max_tasks (needs a server restart).")));
+	int64 max_runtime_us = 0;
+	if (task.max_runtime != nullptr) {
+		max_runtime_us = interval_usecs(task.max_runtime);
+		if (max_runtime_us <= 0)
+			ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							errmsg("max_runtime of a lantern_fdw task must be positive"),
+							errdetail("It was %s.", DatumGetCString(DirectFunctionCall1(interval_out,
+																					  IntervalPGetDatum(task.max_runtime)))),
+							errhint("Give NULL for no limit beyond lantern_fdw.default_max_runtime.")));
+	}
+	// A run_at in the future: the task is scheduled, and waits in the store
+	// (no board slot) until then. A run_at in the past means now.
+	bool scheduled = task.run_at != 0 && task.run_at > GetCurrentTimestamp();
+	// The queue beyond the board: when the board is full, or this database's
+	// queue is already in the store (first come, first served), the task
+	// waits in the store only, and a loader brings it onto the board later.
+	board_acquire(LW_SHARED);
+	bool db_waiting = board_db_waiting(MyDatabaseId);
+	board_release();
+	bool on_board =
+		!scheduled && !db_waiting && reserve_slot(store, jobid, run_as, GetSessionUserId(), submitted_at, max_runtime_us);
+	if (!on_board)
+		xact_note_store_submit(scheduled ? task.run_at : 0);
 
 	NewRow row;
 	row.jobid = jobid;
@@ -144,7 +164,10 @@ submit_task(Store *store, const NewTask &task, TimestampTz *started_at_out, cons
 	row.started_at = submitted_at;
 	row.run_as = run_as;
 	row.login_role = GetSessionUserId();
-	row.board_id = board_id();
+	row.board_id = on_board ? board_id() : kNotOnBoard;
+	row.scheduled = scheduled;
+	row.run_at = task.run_at;
+	row.max_runtime = task.max_runtime;
 	store_insert(store, row);
 
 	if (started_at_out != nullptr)
@@ -166,9 +189,9 @@ requeue_task(Store *store, HeapTuple row)
 		store_record_end(store, row, "failed", "ERROR:  the role of the task no longer exists");
 		return true;
 	}
-	if (!reserve_slot(store, r.jobid, r.run_as, r.login_role, r.started_at))
+	if (!reserve_slot(store, r.jobid, r.run_as, r.login_role, r.started_at, r.max_runtime_us))
 		return false;
-	store_set_board_id(store, row, board_id());
+	store_set_queued(store, row, board_id());
 	return true;
 }
 

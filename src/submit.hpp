@@ -11,6 +11,8 @@ struct NewTask {
 	TimestampTz started_at;
 	bool has_jobid;
 	int64 jobid;
+	TimestampTz run_at;			 // 0: none (async_task's run_at)
+	const Interval *max_runtime; // NULL: none
 };
 // Validates, reserves a board slot owned by the current transaction, writes
 // the durable row. Returns the jobid. Output: the values as stored (for

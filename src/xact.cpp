@@ -130,9 +130,31 @@ xact_note_earlier_rows_lock()
 	holds_earlier_rows_lock = true;
 }
 
+static bool store_submitted = false;
+static TimestampTz store_due = 0; // the earliest due of those tasks
+
+void
+xact_note_store_submit(TimestampTz due)
+{
+	xact_register_callbacks();
+	store_due = store_submitted ? Min(store_due, due) : due;
+	store_submitted = true;
+}
+
 static void
 xact_callback(XactEvent event, void *)
 {
+	if (store_submitted) {
+		if (event == XACT_EVENT_PRE_PREPARE)
+			ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+							errmsg("cannot PREPARE a transaction that has submitted or canceled lantern_fdw tasks"),
+							errhint("Submit and cancel tasks in transactions that COMMIT directly.")));
+		if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT) {
+			store_submitted = false;
+			board_note_waiting(MyDatabaseId, store_due); // must not fail: takes the lock, sets a latch
+		} else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+			store_submitted = false;
+	}
 	if (holds_earlier_rows_lock) {
 		if (event == XACT_EVENT_PRE_PREPARE)
 			ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),

@@ -19,5 +19,9 @@ void xact_forget_store_at_commit(Oid store_relid);
 // The transaction holds the lock of a store's earlier rows (store.hpp): it
 // must not be prepared.
 void xact_note_earlier_rows_lock();
+// The transaction left a task in the store only (the board was full, or
+// it is scheduled: due is its run_at, else 0): at commit the executor is
+// told to load it when due; it must not be prepared.
+void xact_note_store_submit(TimestampTz due);
 
 } // namespace lantern

@@ -14,6 +14,8 @@ namespace lantern {
 constexpr long kMaintenanceRetryMs = 1000;
 constexpr long kMaxRetentionIntervalMs = 60000;
 constexpr int kMaxMaintenanceAttempts = 5;
+constexpr int kMaxLoaders = 4;			 // databases loaded from their stores at once
+constexpr long kLoaderRestartMs = 100; // a loader that stopped while its database still waits
 
 void
 MaintenanceScheduler::start(const std::vector<Oid> &databases, bool recover)
@@ -35,6 +37,8 @@ MaintenanceScheduler::stopped(Oid db, const Run &run, TimestampTz now)
 {
 	// A run failed if it left outcomes it was started for unwritten, or if it
 	// was to recover the database and did not say it had.
+	if (run.load)
+		retry_at_[db] = TimestampTzPlusMilliseconds(now, kLoaderRestartMs);
 	bool failed = slots_still_pending(run.pending) > 0;
 	if (!failed && run.recover)
 		pg_guarded([&] { failed = !board_take_recovery_ack(db); });
@@ -61,18 +65,19 @@ MaintenanceScheduler::can_start(Oid db, TimestampTz now) const
 }
 
 bool
-MaintenanceScheduler::start_worker(Oid db, bool recover, TimestampTz now)
+MaintenanceScheduler::start_worker(Oid db, bool recover, TimestampTz now, bool load)
 {
+	MaintenanceKind kind = recover ? MaintenanceKind::Recover : load ? MaintenanceKind::Load : MaintenanceKind::Outcomes;
 	BackgroundWorkerHandle *handle = nullptr;
 	std::vector<PendingRef> pending = slots_pending_outcomes(db);
 	bool started = false;
-	pg_guarded([&] { started = start_maintenance_worker(db, recover, &handle); });
+	pg_guarded([&] { started = start_maintenance_worker(db, kind, &handle); });
 	if (!started) {
 		// No background worker slot free now: not the database's fault.
 		retry_all_at_ = TimestampTzPlusMilliseconds(now, kMaintenanceRetryMs);
 		return false;
 	}
-	running_[db] = Run{handle, recover, std::move(pending)};
+	running_[db] = Run{handle, recover, load, std::move(pending)};
 	return true;
 }
 
@@ -130,6 +135,8 @@ MaintenanceScheduler::tick(TimestampTz now)
 		recovering_ = false;
 	}
 
+	tick_loading(now);
+
 	// Retention, now and then: every half retention period, at most once a
 	// minute, one database at a time.
 	if (guc_task_retention_s > 0 && now >= next_retention_at_ && to_retain_.empty()) {
@@ -150,6 +157,37 @@ MaintenanceScheduler::tick(TimestampTz now)
 	}
 }
 
+// The tasks that wait in stores (the board was full): a loader for each
+// database that has some, a few databases at a time.
+void
+MaintenanceScheduler::tick_loading(TimestampTz now)
+{
+	bool overflow = false;
+	next_load_due_ = 0;
+	std::vector<Oid> waiting;
+	for (auto &[db, due] : slots_waiting_dbs(&overflow)) {
+		if (due <= now)
+			waiting.push_back(db);
+		else
+			earliest(next_load_due_, due); // scheduled tasks: a loader when the first is due
+	}
+	if (overflow)
+		to_load_.insert(known_dbs_.begin(), known_dbs_.end());
+	waiting.insert(waiting.end(), to_load_.begin(), to_load_.end());
+	int loaders = static_cast<int>(std::count_if(running_.begin(), running_.end(),
+												  [](const auto &r) { return r.second.load || r.second.recover; }));
+	for (Oid db : waiting) {
+		if (loaders >= kMaxLoaders)
+			break;
+		if (!can_start(db, now))
+			continue;
+		if (!start_worker(db, false, now, true))
+			return;
+		to_load_.erase(db);
+		loaders++;
+	}
+}
+
 TimestampTz
 MaintenanceScheduler::next_deadline(TimestampTz now) const
 {
@@ -160,10 +198,12 @@ MaintenanceScheduler::next_deadline(TimestampTz now) const
 	for (auto &r : retry_at_)
 		if (r.second > now)
 			consider(r.second);
-	if (!to_recover_.empty() || !to_retain_.empty())
+	if (!to_recover_.empty() || !to_retain_.empty() || !to_load_.empty())
 		consider(TimestampTzPlusMilliseconds(now, kMaintenanceRetryMs));
 	if (guc_task_retention_s > 0)
 		consider(next_retention_at_);
+	if (next_load_due_ > now)
+		consider(next_load_due_);
 	return next;
 }
 

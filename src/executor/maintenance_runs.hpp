@@ -32,6 +32,7 @@ class MaintenanceScheduler {
 	struct Run {
 		BackgroundWorkerHandle *handle;
 		bool recover;
+		bool load;
 		std::vector<PendingRef> pending; // outcomes waiting when it started
 	};
 	std::map<Oid, Run> running_;
@@ -48,7 +49,10 @@ class MaintenanceScheduler {
 
 	void stopped(Oid db, const Run &run, TimestampTz now);
 	bool can_start(Oid db, TimestampTz now) const;
-	bool start_worker(Oid db, bool recover, TimestampTz now);
+	std::set<Oid> to_load_; // every known database, after the waiting list overflowed
+	TimestampTz next_load_due_ = 0; // the earliest run_at of a database's scheduled tasks
+	bool start_worker(Oid db, bool recover, TimestampTz now, bool load = false);
+	void tick_loading(TimestampTz now);
 };
 
 } // namespace lantern

@@ -3,6 +3,7 @@
 // fill have their room reserved first.
 #include "pg.hpp"
 #include "board.hpp"
+#include "settings.hpp"
 #include "executor/guard.hpp"
 #include "executor/slots.hpp"
 
@@ -14,7 +15,7 @@ slots_take_queue_head(Oid dboid, const char *connect_as, int backend_pid, TaskSl
 	bool taken = false;
 	pg_guarded([&] {
 		board_acquire(LW_EXCLUSIVE);
-		int head = board_queue_head();
+		int head = board_queue_pick(guc_max_parallel_tasks_per_role);
 		TaskSlot *s = head >= 0 ? board_slot(head) : nullptr;
 		if (s != nullptr && (!OidIsValid(dboid) || (s->dboid == dboid && strcmp(NameStr(s->connect_as), connect_as) == 0))) {
 			board_transition(head, SlotState::Starting);
@@ -182,6 +183,20 @@ slots_give_up_outcomes(Oid db)
 		board_release();
 		ConditionVariableBroadcast(board_cv());
 	});
+}
+
+std::vector<std::pair<Oid, TimestampTz>>
+slots_waiting_dbs(bool *overflow)
+{
+	std::vector<Oid> dbs(kMaxWaitingDbs);
+	std::vector<TimestampTz> due(kMaxWaitingDbs);
+	int n = 0;
+	pg_guarded([&] { n = board_waiting_dbs(dbs.data(), due.data(), overflow); });
+	std::vector<std::pair<Oid, TimestampTz>> out;
+	out.reserve(n);
+	for (int i = 0; i < n; i++)
+		out.emplace_back(dbs[i], due[i]);
+	return out;
 }
 
 } // namespace lantern

@@ -9,7 +9,8 @@
 
 namespace lantern {
 
-// Takes the head of the queue (Queued -> Starting) if there is one and, when
+// Takes the head of the queue (Queued -> Starting; the first task whose role
+// is below lantern_fdw.max_parallel_tasks_per_role) if there is one and, when
 // dboid is valid, it runs in database dboid as login role connect_as; the
 // slot gets backend_pid (0: none yet). Copies the slot into *copy.
 bool slots_take_queue_head(Oid dboid, const char *connect_as, int backend_pid, TaskSlot *copy, SlotRef *ref);
@@ -43,5 +44,9 @@ std::vector<PendingRef> slots_pending_outcomes(Oid db);
 int slots_still_pending(const std::vector<PendingRef> &refs);
 // Frees the RecordPending slots of a database, with a WARNING for each.
 void slots_give_up_outcomes(Oid db);
+// The databases whose stores hold tasks waiting for the board, and when
+// each is due (scheduled tasks); *overflow if the board's list of them
+// overflowed (every database may have some).
+std::vector<std::pair<Oid, TimestampTz>> slots_waiting_dbs(bool *overflow);
 
 } // namespace lantern

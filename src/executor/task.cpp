@@ -96,6 +96,7 @@ Tasks::add_job(const TaskSlot &slot, SlotRef ref, Step step)
 	job->connect_as = NameStr(slot.connect_as);
 	job->set_role = NameStr(slot.set_role);
 	job->cancel_requested = slot.cancel_requested;
+	job->max_runtime_ms = slot.max_runtime_us > 0 ? static_cast<long>(std::clamp<int64>(slot.max_runtime_us / 1000, 1, LONG_MAX)) : 0;
 	job->step = step;
 	jobs_.push_back(std::move(job));
 	return *jobs_.back();
@@ -381,6 +382,28 @@ Tasks::end_with(Job &job, Outcome outcome, const std::string &error)
 	cleanup(job);
 }
 
+// The error_message of a task stopped at its maximum run time: the limit as
+// an interval's text (hours:minutes:seconds), then the server's text.
+static std::string
+timed_out_message(const Job &job, const std::string &server_text)
+{
+	long ms = job.max_runtime_ms;
+	char buf[64];
+	snprintf(buf, sizeof(buf), "%02ld:%02ld:%02ld", ms / 3600000, ms / 60000 % 60, ms / 1000 % 60);
+	std::string limit = buf;
+	if (ms % 1000 != 0) {
+		snprintf(buf, sizeof(buf), ".%03ld", ms % 1000);
+		std::string frac = buf;
+		while (frac.back() == '0')
+			frac.pop_back();
+		limit += frac;
+	}
+	std::string msg = "ERROR:  the task exceeded its maximum run time of " + limit;
+	if (!server_text.empty())
+		msg += "\n" + server_text;
+	return msg;
+}
+
 void
 Tasks::next_statement(Job &job)
 {
@@ -394,6 +417,19 @@ Tasks::next_statement(Job &job)
 	int count = static_cast<int>(job.statements.size());
 	if (slots_mark_statement(job.ref, static_cast<int>(k + 1), count))
 		job.cancel_requested = true;
+	TimestampTz now = GetCurrentTimestamp();
+	if (k == 0) {
+		if (job.max_runtime_ms <= 0)
+			job.max_runtime_ms = guc_default_max_runtime_ms; // the task has none of its own
+		if (job.max_runtime_ms > 0)
+			job.run_deadline = TimestampTzPlusMilliseconds(now, job.max_runtime_ms);
+	}
+	if (job.run_deadline != 0 && now >= job.run_deadline)
+		job.timed_out = true;
+	if (job.timed_out) {
+		end_with(job, Outcome::Failed, timed_out_message(job, ""));
+		return;
+	}
 	if (job.cancel_requested) {
 		end_with(job, Outcome::Canceled, kCanceledByUser);
 		return;
@@ -433,7 +469,10 @@ Tasks::query_done(Job &job)
 	case Step::Running:
 		if (!job.step_error.empty()) {
 			bool canceled = job.cancel_sent && job.step_sqlstate == "57014";
-			end_with(job, canceled ? Outcome::Canceled : Outcome::Failed, canceled ? kCanceledByUser : job.step_error);
+			if (canceled && job.timed_out)
+				end_with(job, Outcome::Failed, timed_out_message(job, job.step_error));
+			else
+				end_with(job, canceled ? Outcome::Canceled : Outcome::Failed, canceled ? kCanceledByUser : job.step_error);
 			return;
 		}
 		next_statement(job);
@@ -633,6 +672,8 @@ Tasks::apply_cancels(TimestampTz now)
 		Job &job = *jobs_[i];
 		if (requested[i])
 			job.cancel_requested = true;
+		if (job.run_deadline != 0 && now >= job.run_deadline && job.step == Step::Running && !job.cancel_requested)
+			job.timed_out = job.cancel_requested = true; // over its maximum run time: canceled, and failed
 		if (!job.cancel_requested || job.step != Step::Running || !job.in_flight || !job.conn)
 			continue;
 		// A backend drops a cancel signal that arrives while it still reads
@@ -689,6 +730,8 @@ Tasks::next_deadline(TimestampTz now) const
 			consider(job->connect_deadline);
 		if (job->cancel_sent && job->in_flight && job->step == Step::Running)
 			consider(TimestampTzPlusMilliseconds(job->cancel_signaled_at, kCancelRetryMs));
+		if (job->run_deadline != 0 && !job->cancel_requested && job->step == Step::Running)
+			consider(job->run_deadline);
 	}
 	if (dispatch_paused_until_ > now)
 		consider(dispatch_paused_until_);

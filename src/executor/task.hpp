@@ -70,6 +70,12 @@ struct Job {
 	bool cancel_requested = false;
 	bool cancel_sent = false;
 	TimestampTz cancel_signaled_at = 0; // a signal can land while the backend still reads the statement
+	// The maximum run time (the task's, else lantern_fdw.default_max_runtime), counted from
+	// the start of the first statement; 0: none. Once it has passed, the task
+	// is canceled and ends failed.
+	long max_runtime_ms = 0;
+	TimestampTz run_deadline = 0;
+	bool timed_out = false;
 	bool reusable = true;
 	int record_attempts = 0;
 	Job *chained = nullptr; // Recording: the next task, started in the same transaction

@@ -8,7 +8,7 @@ CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS lantern_fdw;
 
 BEGIN;
-SELECT plan(73);
+SELECT plan(74);
 
 -- ---------------------------------------------------------------- schema
 SELECT has_schema('lantern');
@@ -68,6 +68,7 @@ SELECT col_hasnt_default('lantern', 'tasks', 'error_message', 'error_message has
 SELECT has_view('lantern', 'task_progress', 'lantern.task_progress exists');
 SELECT ok((SELECT relkind = 'v' FROM pg_class WHERE oid = 'lantern.task_progress'::regclass),
           'lantern.task_progress is a view');
+SELECT has_view('lantern', 'task_details', 'lantern.task_details exists');
 
 -- ------------------------------------------------------------- sequence
 SELECT has_sequence('lantern', 'tasks_jobid_seq', 'lantern.tasks_jobid_seq exists');
@@ -75,11 +76,11 @@ SELECT is(pg_get_serial_sequence('lantern.tasks', 'jobid'), 'lantern.tasks_jobid
           'lantern.tasks_jobid_seq is owned by lantern.tasks.jobid');
 
 -- ------------------------------------------------------------ functions
-SELECT has_function('lantern', 'async_task', ARRAY['text', 'text']);
-SELECT function_returns('lantern', 'async_task', ARRAY['text', 'text'], 'bigint');
-SELECT function_lang_is('lantern', 'async_task', ARRAY['text', 'text'], 'c');
-SELECT volatility_is('lantern', 'async_task', ARRAY['text', 'text'], 'volatile');
-SELECT isnt_strict('lantern', 'async_task', ARRAY['text', 'text'],
+SELECT has_function('lantern', 'async_task', ARRAY['text', 'text', 'timestamp with time zone', 'interval']);
+SELECT function_returns('lantern', 'async_task', ARRAY['text', 'text', 'timestamp with time zone', 'interval'], 'bigint');
+SELECT function_lang_is('lantern', 'async_task', ARRAY['text', 'text', 'timestamp with time zone', 'interval'], 'c');
+SELECT volatility_is('lantern', 'async_task', ARRAY['text', 'text', 'timestamp with time zone', 'interval'], 'volatile');
+SELECT isnt_strict('lantern', 'async_task', ARRAY['text', 'text', 'timestamp with time zone', 'interval'],
                    'async_task is not strict (a NULL query gets its own error)');
 
 SELECT has_function('lantern', 'cancel_task', ARRAY['bigint']);
@@ -107,11 +108,12 @@ SELECT functions_are('lantern', ARRAY['async_task', 'cancel_task', 'cancel_all_a
                      'schema lantern has exactly the five public functions');
 
 -- Argument names and defaults as documented: async_task(query, job_name
--- DEFAULT NULL), wait_task(jobid, timeout DEFAULT NULL).
+-- DEFAULT NULL, run_at DEFAULT NULL, max_runtime DEFAULT NULL),
+-- wait_task(jobid, timeout DEFAULT NULL).
 SELECT results_eq(
     $$SELECT p.oid::regprocedure::text, pg_get_function_arguments(p.oid)
         FROM pg_proc p WHERE p.pronamespace = 'lantern'::regnamespace ORDER BY 1$$,
-    $$VALUES ('lantern.async_task(text,text)', 'query text, job_name text DEFAULT NULL::text'),
+    $$VALUES ('lantern.async_task(text,text,timestamp with time zone,interval)', 'query text, job_name text DEFAULT NULL::text, run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, max_runtime interval DEFAULT NULL::interval'),
              ('lantern.cancel_all_async_tasks()', ''),
              ('lantern.cancel_task(bigint)', 'jobid bigint'),
              ('lantern.import_lantern_tasks(regclass)', 'source regclass'),
@@ -148,7 +150,7 @@ SELECT results_eq(
                ('pg_class'::regclass, 'lantern.tasks'::regclass::oid),
                ('pg_class'::regclass, 'lantern.tasks_jobid_seq'::regclass::oid),
                ('pg_class'::regclass, '_lantern_fdw.task_log'::regclass::oid),
-               ('pg_proc'::regclass, 'lantern.async_task(text,text)'::regprocedure::oid),
+               ('pg_proc'::regclass, 'lantern.async_task(text,text,timestamptz,interval)'::regprocedure::oid),
                ('pg_proc'::regclass, 'lantern.cancel_task(bigint)'::regprocedure::oid),
                ('pg_proc'::regclass, 'lantern.cancel_all_async_tasks()'::regprocedure::oid),
                ('pg_proc'::regclass, 'lantern.wait_task(bigint,interval)'::regprocedure::oid))$$,

@@ -8,7 +8,7 @@ CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS lantern_fdw;
 
 BEGIN;
-SELECT plan(37);
+SELECT plan(38);
 
 CREATE ROLE regress_lantern_a LOGIN;        -- an ordinary user
 CREATE ROLE regress_lantern_b LOGIN;        -- another one
@@ -25,6 +25,8 @@ SELECT table_privs_are('lantern', 'tasks', 'regress_lantern_a', ARRAY['SELECT', 
 SELECT schema_privs_are('lantern', 'public', ARRAY['USAGE'], 'PUBLIC has USAGE on schema lantern');
 SELECT table_privs_are('lantern', 'task_progress', 'public', ARRAY['SELECT'],
                        'PUBLIC may read lantern.task_progress, nothing more');
+SELECT table_privs_are('lantern', 'task_details', 'public', ARRAY['SELECT'],
+                       'PUBLIC may read lantern.task_details, nothing more');
 SELECT sequence_privs_are('lantern', 'tasks_jobid_seq', 'public', ARRAY['SELECT', 'USAGE'],
                           'PUBLIC may use lantern.tasks_jobid_seq (the jobid default) but not setval it');
 
@@ -47,7 +49,7 @@ SELECT is((SELECT count(*)::int FROM pg_roles r
                    OR has_table_privilege(r.oid, '_lantern_fdw.task_log', 'DELETE'))),
           0, 'no role but the owner (superusers and pg_read/write_all_data aside) has any privilege on the store');
 
-SELECT function_privs_are('lantern', 'async_task', ARRAY['text', 'text'], 'public', ARRAY['EXECUTE'],
+SELECT function_privs_are('lantern', 'async_task', ARRAY['text', 'text', 'timestamp with time zone', 'interval'], 'public', ARRAY['EXECUTE'],
                           'PUBLIC may execute lantern.async_task');
 SELECT function_privs_are('lantern', 'cancel_task', ARRAY['bigint'], 'public', ARRAY['EXECUTE'],
                           'PUBLIC may execute lantern.cancel_task');

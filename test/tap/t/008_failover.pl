@@ -1,7 +1,8 @@
 # Failover: the durable store is replicated. On a streaming standby,
 # submitting (and canceling) is refused with a read-only error and no executor
 # runs. After the primary dies (-m immediate) with a task running and tasks
-# queued, the promoted standby runs the queued tasks once and records the
+# queued (and one scheduled for later), the promoted standby runs the queued
+# tasks once (the scheduled one when due) and records the
 # running one as failed with the restart message.
 use strict;
 use warnings;
@@ -46,7 +47,14 @@ wait_sql($primary, 'postgres',
 	't', 'primary: a task runs (waiting for a lock)');
 my @queued = map { submit($primary, 'postgres', "INSERT INTO runs VALUES ('queued-$_')") } 1 .. 3;
 my $ids = join(',', @queued);
+# A scheduled task, due after the failover.
+my $sched = $primary->safe_psql('postgres',
+	"SELECT lantern.async_task('INSERT INTO runs VALUES (''scheduled'')', 'scheduled', now() + interval '10 s')");
 $primary->wait_for_catchup($standby);
+is($standby->safe_psql('postgres', "SELECT status FROM lantern.tasks WHERE jobid = $sched"), 'scheduled',
+	'standby: the replicated store shows the scheduled task');
+($ret, $out, $err) = $standby->psql('postgres', q{SELECT lantern.async_task('SELECT 1', 'later', now() + interval '1 hour')});
+like($err, qr/recovery|read-only/, 'standby: async_task with run_at is refused like any submission');
 is( $standby->safe_psql('postgres',
 		"SELECT string_agg(jobid || ':' || status, ',' ORDER BY jobid) FROM lantern.tasks WHERE jobid IN ($running, $ids)"),
 	join(',', "$running:running", map { "$_:queued" } @queued),
@@ -72,10 +80,13 @@ is(task_row($standby, 'postgres', $running), "failed|t|$EXPECTED_RESTART_MESSAGE
 	'promoted: the task that was running failed with the restart message and a duration');
 my $new = submit($standby, 'postgres', "INSERT INTO runs VALUES ('after-promotion')");
 is(wait_ended($standby, 'postgres', $new), 'succeeded', 'promoted: a new task runs');
+is(wait_ended($standby, 'postgres', $sched), 'succeeded', 'promoted: the scheduled task ran');
+is($standby->safe_psql('postgres', "SELECT run_started_at >= run_at FROM lantern.task_details WHERE jobid = $sched"), 't',
+	'promoted: the scheduled task did not start before its run_at');
 ok($new > $queued[-1], "promoted: the new task has a new jobid ($new)");
 is( $standby->safe_psql('postgres',
 		"SELECT string_agg(tag || ':' || n, ',' ORDER BY tag) FROM (SELECT tag, count(*) n FROM runs GROUP BY tag) s"),
-	'after-promotion:1,before-backup:1,queued-1:1,queued-2:1,queued-3:1',
+	'after-promotion:1,before-backup:1,queued-1:1,queued-2:1,queued-3:1,scheduled:1',
 	'promoted: every task ran exactly once');
 
 $standby->stop;

@@ -1,0 +1,49 @@
+--
+-- run_at: a task with run_at in the future is scheduled (no board slot)
+-- until then, starts no earlier, can be canceled and waited for; a run_at in
+-- the past means now. max_runtime: a time limit of the task's own.
+-- lantern.task_details shows them.
+--
+SELECT lantern.async_task('SELECT 1', 'later', now() + interval '5 s') AS later \gset
+SELECT status, duration IS NULL AS not_ended FROM lantern.tasks WHERE jobid = :later;
+SELECT lantern.wait_task(:later, '0');
+SELECT jobid FROM lantern.task_progress WHERE jobid = :later;
+SELECT lantern.wait_task(:later, '60 s');
+SELECT status, run_at IS NOT NULL AS has_run_at, run_started_at >= run_at AS not_early,
+       ended_at >= run_started_at AS ended_after, database = current_database() AS this_database
+  FROM lantern.task_details WHERE jobid = :later;
+
+-- In the past: now.
+SELECT lantern.async_task('SELECT 1', 'past', now() - interval '1 hour') AS past \gset
+SELECT lantern.wait_task(:past, '60 s');
+
+-- Canceled while scheduled: it never runs.
+SELECT lantern.async_task('CREATE TABLE run_at_never (i int)', 'far', now() + interval '1 hour') AS far \gset
+SELECT status FROM lantern.tasks WHERE jobid = :far;
+SELECT lantern.cancel_task(:far);
+SELECT status, error_message, duration IS NOT NULL AS ended FROM lantern.tasks WHERE jobid = :far;
+SELECT lantern.wait_task(:far, '1 s');
+SELECT to_regclass('run_at_never') IS NULL AS never_ran;
+
+-- A scheduled task submitted in a rolled-back transaction leaves nothing.
+BEGIN;
+SELECT lantern.async_task('CREATE TABLE run_at_never (i int)', 'rolled back', now() + interval '1 s') IS NOT NULL AS submitted;
+ROLLBACK;
+SELECT count(*) FROM lantern.tasks WHERE job_name = 'rolled back';
+
+-- max_runtime ends a long task as failed, with the limit and the server's text.
+SELECT lantern.async_task('SELECT pg_sleep(60)', 'limited', max_runtime => '1 s') AS limited \gset
+SELECT lantern.wait_task(:limited, '60 s');
+SELECT error_message, max_runtime, run_at FROM lantern.task_details WHERE jobid = :limited;
+
+-- Bad input changes nothing.
+SELECT lantern.async_task('SELECT 1', 'zero', max_runtime => '0');
+SELECT lantern.async_task('SELECT 1', 'negative', max_runtime => '-1 s');
+SELECT count(*) FROM lantern.tasks WHERE job_name IN ('zero', 'negative');
+
+-- lantern.tasks keeps its nine columns; lantern.task_details adds six.
+SELECT count(*) FROM information_schema.columns WHERE table_schema = 'lantern' AND table_name = 'tasks';
+SELECT string_agg(column_name, ', ' ORDER BY ordinal_position)
+  FROM information_schema.columns WHERE table_schema = 'lantern' AND table_name = 'task_details';
+
+DELETE FROM lantern.tasks WHERE jobid IN (:later, :past, :far, :limited);
