@@ -49,6 +49,13 @@ lantern_async_task(PG_FUNCTION_ARGS)
 	NewTask task = {};
 	task.query = text_arg_or_null(fcinfo, 0);
 	task.job_name = text_arg_or_null(fcinfo, 1);
+	// ---- output (issue 12): the 0.1.0 declaration passes two arguments ----
+	for (int i = 2; i < Min(PG_NARGS(), 4); i++)
+		if (!PG_ARGISNULL(i))
+			ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+							errmsg("argument %s of lantern.async_task() is not supported yet", i == 2 ? "run_at" : "max_runtime")));
+	task.keep_result = PG_NARGS() > 4 && !PG_ARGISNULL(4) && PG_GETARG_BOOL(4);
+	// ---- end output ----
 	Store store;
 	store_open(&store, RowExclusiveLock);
 	int64 jobid = submit_task(&store, task, nullptr, nullptr);

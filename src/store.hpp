@@ -19,7 +19,10 @@ enum StoreColumn {
 	Col_run_as,
 	Col_login_role,
 	Col_board_id,
-	Store_natts = Col_board_id
+	// ---- output (issue 12) ----
+	Col_keep_result,
+	// ---- end output ----
+	Store_natts = Col_keep_result
 };
 
 struct Store {
@@ -47,6 +50,7 @@ struct TaskRow {
 	TimestampTz started_at;
 	bool ended; // duration is set: the outcome is recorded
 	uint64 board_id;
+	bool keep_result; // the rows of the last statement are kept
 };
 void store_read_row(const Store *s, HeapTuple row, TaskRow *out);
 // The query and status columns of a row, palloc'd (status: NULL if null).
@@ -71,6 +75,7 @@ struct NewRow {
 	Oid run_as;
 	Oid login_role;
 	uint64 board_id;
+	bool keep_result;
 };
 void store_insert(Store *s, const NewRow &row);
 // Writes the final outcome of a task (status, error, duration up to now),
@@ -79,8 +84,9 @@ void store_record_end(Store *s, HeapTuple old, const char *status, const char *e
 void store_set_status(Store *s, HeapTuple old, const char *status);
 // Recovery: the row is queued under the current board.
 void store_set_board_id(Store *s, HeapTuple old, uint64 board_id);
-// Deletes a row, waiting for a concurrent writer; false if it was gone first.
-bool store_delete(Store *s, ItemPointer tid);
+// Deletes a row and its output, waiting for a concurrent writer; false if it
+// was gone first.
+bool store_delete(Store *s, HeapTuple row);
 // Deletes up to limit ended rows whose end lies before cutoff (rows of active
 // tasks are never touched); returns how many.
 int store_delete_ended_before(Store *s, TimestampTz cutoff, int limit);
@@ -88,5 +94,25 @@ int store_delete_ended_before(Store *s, TimestampTz cutoff, int limit);
 // Serializes the writers of a store's rows of an earlier server life
 // (recovery, and a cancel of a row recovery has not reached), until commit.
 bool store_lock_earlier_rows(Oid store_relid, bool wait);
+
+// ---- output (issue 12) ----
+// What one statement of a task said: a row of _lantern_fdw.task_output.
+struct OutputRow {
+	int64 jobid;
+	int32 statement; // 1-based
+	const char *query;
+	const char *command; // NULL: the statement failed
+	bool has_rows;
+	int64 rows;
+	TimestampTz started_at;
+	int64 duration_us;
+	const char *messages; // NULL for none
+	Datum result;		  // jsonb, or 0 for none
+	bool truncated;
+};
+// Writes one statement's output; errors if the extension's version has no
+// output table.
+void store_insert_output(const OutputRow &row);
+// ---- end output ----
 
 } // namespace lantern

@@ -62,7 +62,7 @@ role_can_login(Oid roleid)
 // transaction; false when the board is full. The executor logs in as run_as
 // where it may, else as login_role followed by SET ROLE run_as.
 static bool
-reserve_slot(Store *store, int64 jobid, Oid run_as, Oid login_role, TimestampTz submitted_at)
+reserve_slot(Store *store, int64 jobid, Oid run_as, Oid login_role, TimestampTz submitted_at, bool keep_result)
 {
 	TaskSlot init = {};
 	init.dboid = MyDatabaseId;
@@ -72,6 +72,7 @@ reserve_slot(Store *store, int64 jobid, Oid run_as, Oid login_role, TimestampTz 
 	init.login_role = login_role;
 	init.owner_pid = MyProcPid;
 	init.submitted_at = submitted_at;
+	init.keep_result = keep_result;
 	const char *run_as_name = GetUserNameFromId(run_as, false);
 	if (role_can_login(run_as)) {
 		namestrcpy(&init.connect_as, run_as_name);
@@ -131,7 +132,7 @@ submit_task(Store *store, const NewTask &task, TimestampTz *started_at_out, cons
 	if (jobid <= 0)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("jobid must be positive")));
 	TimestampTz submitted_at = task.has_started_at ? task.started_at : GetCurrentTransactionStartTimestamp();
-	if (!reserve_slot(store, jobid, run_as, GetSessionUserId(), submitted_at))
+	if (!reserve_slot(store, jobid, run_as, GetSessionUserId(), submitted_at, task.keep_result))
 		ereport(ERROR, (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED), errmsg("too many lantern_fdw tasks"),
 						errdetail("All %d task slots are taken by reserved, queued or running tasks.", board_nslots()),
 						errhint("Wait for tasks to end, or raise lantern_fdw.max_tasks (needs a server restart).")));
@@ -145,6 +146,7 @@ submit_task(Store *store, const NewTask &task, TimestampTz *started_at_out, cons
 	row.run_as = run_as;
 	row.login_role = GetSessionUserId();
 	row.board_id = board_id();
+	row.keep_result = task.keep_result;
 	store_insert(store, row);
 
 	if (started_at_out != nullptr)
@@ -166,7 +168,7 @@ requeue_task(Store *store, HeapTuple row)
 		store_record_end(store, row, "failed", "ERROR:  the role of the task no longer exists");
 		return true;
 	}
-	if (!reserve_slot(store, r.jobid, r.run_as, r.login_role, r.started_at))
+	if (!reserve_slot(store, r.jobid, r.run_as, r.login_role, r.started_at, r.keep_result))
 		return false;
 	store_set_board_id(store, row, board_id());
 	return true;

@@ -11,6 +11,7 @@ struct NewTask {
 	TimestampTz started_at;
 	bool has_jobid;
 	int64 jobid;
+	bool keep_result; // keep the rows of the last statement
 };
 // Validates, reserves a board slot owned by the current transaction, writes
 // the durable row. Returns the jobid. Output: the values as stored (for
