@@ -28,7 +28,8 @@ done
 
 bench_require
 trap bench_cluster_stop EXIT
-bench_cluster_start "lantern_fdw.max_parallel_tasks = 4"
+bench_cluster_start "lantern_fdw.max_parallel_tasks = 4
+lantern_fdw.max_tasks = 20000"
 q "CREATE EXTENSION lantern_fdw" "CREATE TABLE tp_mark (name text, lo bigint, hi bigint)" >/dev/null
 has_output=$(q "SELECT to_regclass('lantern.task_output') IS NOT NULL")
 
