@@ -122,17 +122,21 @@ END
 $import$;
 COMMENT ON FUNCTION lantern.import_lantern_tasks(regclass) IS 'Copy the history of Lantern''s pg_cron-based tasks table into lantern.tasks; returns the number of rows imported';
 
--- issue 11 (the queue): start later, a time limit, lantern.task_details.
+-- issue 11 (the queue): start later, a time limit, lantern.task_details;
+-- issue 12 (task output): keep_result.
 ALTER TABLE _lantern_fdw.task_log
     ADD COLUMN run_at timestamp with time zone,
     ADD COLUMN max_runtime interval,
-    ADD COLUMN run_started_at timestamp with time zone;
+    ADD COLUMN run_started_at timestamp with time zone,
+    -- issue 12 (task output): keep the rows of the last statement
+    ADD COLUMN keep_result boolean NOT NULL DEFAULT false;
 DROP FUNCTION lantern.async_task(text, text);
 CREATE FUNCTION lantern.async_task(query text, job_name text DEFAULT NULL,
                                    run_at timestamp with time zone DEFAULT NULL,
-                                   max_runtime interval DEFAULT NULL) RETURNS bigint
+                                   max_runtime interval DEFAULT NULL,
+                                   keep_result boolean DEFAULT false) RETURNS bigint
     AS 'MODULE_PATHNAME', 'lantern_async_task' LANGUAGE C VOLATILE;
-COMMENT ON FUNCTION lantern.async_task(text, text, timestamp with time zone, interval) IS 'Submit a query to run in the background; returns its jobid';
+COMMENT ON FUNCTION lantern.async_task(text, text, timestamp with time zone, interval, boolean) IS 'Submit a query to run in the background; returns its jobid';
 CREATE VIEW lantern.task_details AS
 SELECT t.jobid, t.query, t.pg_cron_job_name, t.job_name, t.username, t.started_at, t.duration, t.status,
        t.error_message, l.run_at, l.max_runtime, l.run_started_at, t.started_at + t.duration AS ended_at,
@@ -142,3 +146,46 @@ SELECT t.jobid, t.query, t.pg_cron_job_name, t.job_name, t.username, t.started_a
 GRANT SELECT ON lantern.task_details TO PUBLIC;
 COMMENT ON VIEW lantern.task_details IS 'Tasks with their run_at, max_runtime, run_started_at, ended_at and database';
 
+-- ---- output (issue 12) ----
+-- What each statement of a task said, written by the executor through the
+-- task's connection in the transaction that records the outcome; removed
+-- with the task's row.
+CREATE TABLE _lantern_fdw.task_output (
+    jobid bigint NOT NULL,
+    statement integer NOT NULL,     -- 1-based
+    query text NOT NULL,
+    command text,                   -- the command tag; NULL: the statement failed
+    rows bigint,                    -- rows affected or returned, where the tag says
+    started_at timestamp with time zone NOT NULL,
+    duration interval NOT NULL,
+    messages text,                  -- notices and warnings, as psql prints them
+    result jsonb,                   -- keep_result: the rows of the last statement
+    truncated boolean NOT NULL,     -- lantern_fdw.max_output_size cut what was kept
+    CONSTRAINT task_output_pkey PRIMARY KEY (jobid, statement)
+);
+REVOKE ALL ON _lantern_fdw.task_output FROM PUBLIC;
+
+CREATE FUNCTION _lantern_fdw.record_output(jobid bigint, statement integer, query text, command text, rows bigint,
+                                           started_at bigint, duration bigint, messages text, result jsonb,
+                                           truncated boolean) RETURNS void
+    AS 'MODULE_PATHNAME', 'lantern_record_output' LANGUAGE C VOLATILE;
+
+-- Visible exactly as the tasks are: the rows of the tasks lantern.tasks
+-- shows the current user. A security barrier, so that no function in a
+-- query's conditions sees the output of other tasks first.
+CREATE VIEW lantern.task_output WITH (security_barrier) AS
+SELECT o.jobid, o.statement, o.query, o.command, o.rows, o.started_at, o.duration, o.messages, o.result, o.truncated
+  FROM _lantern_fdw.task_output o
+ WHERE o.jobid IN (SELECT t.jobid FROM lantern.tasks t);
+GRANT SELECT ON lantern.task_output TO PUBLIC;
+COMMENT ON VIEW lantern.task_output IS 'One row per statement a task ran: command tag, rows, time, messages, and the result kept with keep_result';
+
+CREATE FUNCTION lantern.task_result(jobid bigint) RETURNS jsonb
+    LANGUAGE sql STABLE
+    AS $result$
+SELECT o.result FROM lantern.task_output o
+ WHERE o.jobid = $1 AND o.result IS NOT NULL
+ ORDER BY o.statement DESC LIMIT 1
+$result$;
+COMMENT ON FUNCTION lantern.task_result(bigint) IS 'The rows kept of a task run with keep_result, as a jsonb array of objects';
+-- ---- end output ----

@@ -36,6 +36,15 @@ SELECT lantern.async_task('SELECT pg_sleep(60)', 'limited', max_runtime => '1 s'
 SELECT lantern.wait_task(:limited, '60 s');
 SELECT error_message, max_runtime, run_at FROM lantern.task_details WHERE jobid = :limited;
 
+-- All five arguments together (issue 12's keep_result after the queue's
+-- two): a scheduled task is brought onto the board by a loader from its
+-- durable row, and keeps its result all the same.
+SELECT lantern.async_task('SELECT 41 + 1 AS answer', 'kept later', now() + interval '3 s', '1 min', true) AS kept_later \gset
+SELECT status FROM lantern.tasks WHERE jobid = :kept_later;
+SELECT lantern.wait_task(:kept_later, '60 s');
+SELECT lantern.task_result(:kept_later), run_started_at >= run_at AS not_early, max_runtime
+  FROM lantern.task_details WHERE jobid = :kept_later;
+
 -- Bad input changes nothing.
 SELECT lantern.async_task('SELECT 1', 'zero', max_runtime => '0');
 SELECT lantern.async_task('SELECT 1', 'negative', max_runtime => '-1 s');
@@ -46,4 +55,4 @@ SELECT count(*) FROM information_schema.columns WHERE table_schema = 'lantern' A
 SELECT string_agg(column_name, ', ' ORDER BY ordinal_position)
   FROM information_schema.columns WHERE table_schema = 'lantern' AND table_name = 'task_details';
 
-DELETE FROM lantern.tasks WHERE jobid IN (:later, :past, :far, :limited);
+DELETE FROM lantern.tasks WHERE jobid IN (:later, :past, :far, :limited, :kept_later);

@@ -64,6 +64,7 @@ struct TaskSlot {
 	int stmt_count;
 	NameData connect_as; // login role of the task connection
 	NameData set_role;	 // role to SET ROLE to after connecting ("" = none)
+	bool keep_result;	 // keep the rows of the last statement (issue 12)
 	// Links of the board's lists (slot indexes, -1 = none): the free list,
 	// the list of active (non-free) slots, and the FIFO of queued slots.
 	int free_next;

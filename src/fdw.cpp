@@ -484,7 +484,7 @@ exec_foreign_delete(EState *, ResultRelInfo *rinfo, TupleTableSlot *slot, TupleT
 		ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 						errmsg("permission denied to delete task %lld", (long long)jobid),
 						errdetail("Only roles with the privileges of the role that ran the task may delete it.")));
-	if (!store_delete(&st->store, &row->t_self))
+	if (!store_delete(&st->store, row))
 		return nullptr;
 	Datum values[Store_natts];
 	bool nulls[Store_natts];

@@ -12,6 +12,7 @@
 extern "C" {
 PG_FUNCTION_INFO_V1(lantern_record_start);
 PG_FUNCTION_INFO_V1(lantern_record_end);
+PG_FUNCTION_INFO_V1(lantern_record_output);
 }
 
 namespace lantern {
@@ -125,3 +126,39 @@ lantern_record_end(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+
+// ---- output (issue 12) ----
+// Called by the executor through the task's connection, in the transaction
+// of record_end and before it: writes what one statement said.
+// Arguments: jobid, statement, query, command, rows, started_at (microseconds
+// since 2000-01-01 UTC), duration (microseconds), messages, result, truncated.
+extern "C" Datum
+lantern_record_output(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(5) || PG_ARGISNULL(6) ||
+		PG_ARGISNULL(9))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("invalid task output")));
+	int64 jobid = PG_GETARG_INT64(0);
+	require_preloaded();
+	Store store;
+	store_open(&store, RowExclusiveLock);
+	check_recording_caller(store, jobid, SlotState::Ending, "output");
+	store_close(&store, RowExclusiveLock);
+	OutputRow row;
+	row.jobid = jobid;
+	row.statement = PG_GETARG_INT32(1);
+	if (row.statement < 1)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("statement numbers start at 1")));
+	row.query = text_arg_or_null(fcinfo, 2);
+	row.command = text_arg_or_null(fcinfo, 3);
+	row.has_rows = !PG_ARGISNULL(4);
+	row.rows = row.has_rows ? PG_GETARG_INT64(4) : 0;
+	row.started_at = PG_GETARG_INT64(5);
+	row.duration_us = PG_GETARG_INT64(6);
+	row.messages = text_arg_or_null(fcinfo, 7);
+	row.result = PG_ARGISNULL(8) ? 0 : PG_GETARG_DATUM(8);
+	row.truncated = PG_GETARG_BOOL(9);
+	store_insert_output(row);
+	PG_RETURN_VOID();
+}
+// ---- end output ----

@@ -11,6 +11,7 @@ extern char *guc_connection_options;
 extern int guc_idle_connection_timeout_ms;
 extern int guc_task_retention_s;
 extern int guc_default_max_runtime_ms;
+extern int guc_max_output_size; // bytes
 
 // Defines the settings; from _PG_init, while preloading.
 void define_settings();

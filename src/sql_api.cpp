@@ -16,7 +16,8 @@ PG_FUNCTION_INFO_V1(lantern_wait_task);
 PG_FUNCTION_INFO_V1(lantern_active_tasks);
 }
 
-namespace lantern {
+namespace lantern
+{
 
 const char *
 text_arg_or_null(FunctionCallInfo fcinfo, int n)
@@ -54,6 +55,7 @@ lantern_async_task(PG_FUNCTION_ARGS)
 		task.run_at = PG_GETARG_TIMESTAMPTZ(2);
 	if (PG_NARGS() > 3 && !PG_ARGISNULL(3))
 		task.max_runtime = PG_GETARG_INTERVAL_P(3);
+	task.keep_result = PG_NARGS() > 4 && !PG_ARGISNULL(4) && PG_GETARG_BOOL(4);
 	Store store;
 	store_open(&store, RowExclusiveLock);
 	int64 jobid = submit_task(&store, task, nullptr, nullptr);
@@ -96,13 +98,13 @@ lantern_wait_task(PG_FUNCTION_ARGS)
 	board_acquire(LW_SHARED);
 	int own_index = board_find(relid, jobid);
 	bool own_uncommitted = own_index >= 0 && board_slot(own_index)->state == SlotState::Reserved &&
-						   board_slot(own_index)->owner_pid == MyProcPid;
+	                       board_slot(own_index)->owner_pid == MyProcPid;
 	board_release();
 	if (own_uncommitted)
 		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-						errmsg("cannot wait for task %lld in the transaction that submitted it", (long long)jobid),
-						errdetail("The task runs only after this transaction commits."),
-						errhint("Commit first, then call lantern.wait_task.")));
+		                errmsg("cannot wait for task %lld in the transaction that submitted it", (long long)jobid),
+		                errdetail("The task runs only after this transaction commits."),
+		                errhint("Commit first, then call lantern.wait_task.")));
 	HeapTuple row = store_fetch(&store, jobid, GetActiveSnapshot());
 	TaskRow r = {};
 	if (row != nullptr)
@@ -114,9 +116,9 @@ lantern_wait_task(PG_FUNCTION_ARGS)
 	// A task this transaction left in the store (the board was full).
 	if (!r.ended && TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetXmin(row->t_data)))
 		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-						errmsg("cannot wait for task %lld in the transaction that submitted it", (long long)jobid),
-						errdetail("The task runs only after this transaction commits."),
-						errhint("Commit first, then call lantern.wait_task.")));
+		                errmsg("cannot wait for task %lld in the transaction that submitted it", (long long)jobid),
+		                errdetail("The task runs only after this transaction commits."),
+		                errhint("Commit first, then call lantern.wait_task.")));
 	store_close(&store, AccessShareLock); // hold no lock while sleeping
 
 	TimestampTz start = GetCurrentTimestamp();
@@ -161,8 +163,9 @@ lantern_wait_task(PG_FUNCTION_ARGS)
 			for (int i = 0; i < nelems; i++)
 				blocked_by_us |= DatumGetInt32(elems[i]) == MyProcPid;
 			if (blocked_by_us) {
-				ereport(NOTICE, (errmsg("task %lld is waiting for this session to finish its statement", (long long)jobid),
-								 errhint("Call lantern.wait_task again in a new statement, or poll lantern.tasks.")));
+				ereport(NOTICE,
+				        (errmsg("task %lld is waiting for this session to finish its statement", (long long)jobid),
+				         errhint("Call lantern.wait_task again in a new statement, or poll lantern.tasks.")));
 				break;
 			}
 		}

@@ -90,6 +90,9 @@ store_read_row(const Store *s, HeapTuple row, TaskRow *out)
 		if (!isnull)
 			out->max_runtime_us = interval_usecs(DatumGetIntervalP(d));
 	}
+	// A database not yet updated to 0.2.0 has no keep_result column.
+	Datum keep = desc->natts >= Col_keep_result ? heap_getattr(row, Col_keep_result, desc, &isnull) : BoolGetDatum(false);
+	out->keep_result = !isnull && DatumGetBool(keep);
 }
 
 int64
@@ -181,6 +184,7 @@ store_insert(Store *s, const NewRow &row)
 		ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 						errmsg("run_at and max_runtime need lantern_fdw 0.2.0"),
 						errhint("Update the extension: ALTER EXTENSION lantern_fdw UPDATE.")));
+	values[Col_keep_result - 1] = BoolGetDatum(row.keep_result);
 	HeapTuple tup = heap_form_tuple(RelationGetDescr(s->rel), values, nulls);
 	CatalogTupleInsert(s->rel, tup);
 	heap_freetuple(tup);
@@ -230,13 +234,105 @@ store_record_end(Store *s, HeapTuple old, const char *status, const char *error)
 	Async_Notify("lantern_tasks", payload.data);
 }
 
+// ---- output (issue 12) ----
+// The output columns, as _lantern_fdw.task_output has them.
+enum OutputColumn {
+	Out_jobid = 1,
+	Out_statement,
+	Out_query,
+	Out_command,
+	Out_rows,
+	Out_started_at,
+	Out_duration,
+	Out_messages,
+	Out_result,
+	Out_truncated,
+	Output_natts = Out_truncated
+};
+
+// Opens task_output and its primary key; false if this version of the
+// extension has none.
+static bool
+output_open(Relation *rel, Relation *pkey, bool missing_ok)
+{
+	Oid nsp = store_namespace(true);
+	Oid relid = OidIsValid(nsp) ? get_relname_relid("task_output", nsp) : InvalidOid;
+	Oid indexid = OidIsValid(nsp) ? get_relname_relid("task_output_pkey", nsp) : InvalidOid;
+	if (!OidIsValid(relid) || !OidIsValid(indexid)) {
+		if (missing_ok)
+			return false;
+		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						errmsg("extension \"lantern_fdw\" in database \"%s\" has no task output table",
+							   get_database_name(MyDatabaseId)),
+						errhint("Run ALTER EXTENSION lantern_fdw UPDATE.")));
+	}
+	*rel = table_open(relid, RowExclusiveLock);
+	*pkey = index_open(indexid, RowExclusiveLock);
+	return true;
+}
+
+void
+store_insert_output(const OutputRow &row)
+{
+	Relation rel, pkey;
+	output_open(&rel, &pkey, false);
+	Datum values[Output_natts] = {};
+	bool nulls[Output_natts] = {};
+	values[Out_jobid - 1] = Int64GetDatum(row.jobid);
+	values[Out_statement - 1] = Int32GetDatum(row.statement);
+	values[Out_query - 1] = CStringGetTextDatum(row.query);
+	nulls[Out_command - 1] = row.command == nullptr;
+	if (row.command != nullptr)
+		values[Out_command - 1] = CStringGetTextDatum(row.command);
+	nulls[Out_rows - 1] = !row.has_rows;
+	values[Out_rows - 1] = Int64GetDatum(row.rows);
+	values[Out_started_at - 1] = TimestampTzGetDatum(row.started_at);
+	Interval *duration = static_cast<Interval *>(palloc0(sizeof(Interval)));
+	duration->time = row.duration_us;
+	values[Out_duration - 1] = IntervalPGetDatum(duration);
+	nulls[Out_messages - 1] = row.messages == nullptr;
+	if (row.messages != nullptr)
+		values[Out_messages - 1] = CStringGetTextDatum(row.messages);
+	nulls[Out_result - 1] = row.result == 0;
+	values[Out_result - 1] = row.result;
+	values[Out_truncated - 1] = BoolGetDatum(row.truncated);
+	HeapTuple tup = heap_form_tuple(RelationGetDescr(rel), values, nulls);
+	CatalogTupleInsert(rel, tup);
+	heap_freetuple(tup);
+	index_close(pkey, RowExclusiveLock);
+	table_close(rel, RowExclusiveLock);
+}
+
+// Removes the output of a task whose row this transaction has just deleted.
+static void
+store_delete_output(int64 jobid)
+{
+	Relation rel, pkey;
+	if (!output_open(&rel, &pkey, true))
+		return;
+	ScanKeyData key;
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(jobid));
+	SysScanDesc scan = systable_beginscan(rel, RelationGetRelid(pkey), true, GetLatestSnapshot(), 1, &key);
+	HeapTuple tup;
+	while ((tup = systable_getnext(scan)) != nullptr)
+		simple_heap_delete(rel, &tup->t_self);
+	systable_endscan(scan);
+	index_close(pkey, RowExclusiveLock);
+	table_close(rel, RowExclusiveLock);
+}
+// ---- end output ----
+
 bool
-store_delete(Store *s, ItemPointer tid)
+store_delete(Store *s, HeapTuple row)
 {
 	TM_FailureData tmfd;
-	TM_Result result = heap_delete(s->rel, tid, GetCurrentCommandId(true), InvalidSnapshot, true, &tmfd, false);
-	if (result == TM_Ok)
+	TM_Result result =
+		heap_delete(s->rel, &row->t_self, GetCurrentCommandId(true), InvalidSnapshot, true, &tmfd, false);
+	if (result == TM_Ok) {
+		bool isnull;
+		store_delete_output(DatumGetInt64(heap_getattr(row, Col_jobid, RelationGetDescr(s->rel), &isnull)));
 		return true;
+	}
 	if (result == TM_Updated || result == TM_Deleted || result == TM_SelfModified)
 		return false; // somebody else removed (or changed) it first
 	elog(ERROR, "unexpected heap_delete status %d", static_cast<int>(result));
@@ -287,7 +383,7 @@ store_delete_ended_before(Store *s, TimestampTz cutoff, int limit)
 		TimestampTz ended = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval, started, duration));
 		if (ended >= cutoff)
 			continue;
-		if (store_delete(s, &row->t_self))
+		if (store_delete(s, row))
 			deleted++;
 	}
 	systable_endscan(scan);

@@ -23,7 +23,9 @@ enum StoreColumn {
 	Col_run_at,
 	Col_max_runtime,
 	Col_run_started_at,
-	Store_natts = Col_run_started_at
+	// issue 12 (task output)
+	Col_keep_result,
+	Store_natts = Col_keep_result
 };
 
 struct Store {
@@ -53,6 +55,7 @@ struct TaskRow {
 	uint64 board_id;
 	TimestampTz run_at;	   // 0: none
 	int64 max_runtime_us; // 0: none
+	bool keep_result; // the rows of the last statement are kept
 };
 // An interval as microseconds (a month counts 30 days).
 int64 interval_usecs(const Interval *iv);
@@ -87,6 +90,7 @@ struct NewRow {
 	bool scheduled;			  // status scheduled (run_at in the future)
 	TimestampTz run_at;		  // 0: none
 	const Interval *max_runtime; // NULL: none
+	bool keep_result;
 };
 void store_insert(Store *s, const NewRow &row);
 // Record_start: status running, and when the first statement began.
@@ -96,8 +100,9 @@ void store_set_queued(Store *s, HeapTuple old, uint64 board_id);
 // Writes the final outcome of a task (status, error, duration up to now),
 // and queues the lantern_tasks notification of it.
 void store_record_end(Store *s, HeapTuple old, const char *status, const char *error);
-// Deletes a row, waiting for a concurrent writer; false if it was gone first.
-bool store_delete(Store *s, ItemPointer tid);
+// Deletes a row and its output, waiting for a concurrent writer; false if it
+// was gone first.
+bool store_delete(Store *s, HeapTuple row);
 // Deletes up to limit ended rows whose end lies before cutoff (rows of active
 // tasks are never touched); returns how many.
 int store_delete_ended_before(Store *s, TimestampTz cutoff, int limit);
@@ -105,5 +110,25 @@ int store_delete_ended_before(Store *s, TimestampTz cutoff, int limit);
 // Serializes the writers of a store's rows of an earlier server life
 // (recovery, and a cancel of a row recovery has not reached), until commit.
 bool store_lock_earlier_rows(Oid store_relid, bool wait);
+
+// ---- output (issue 12) ----
+// What one statement of a task said: a row of _lantern_fdw.task_output.
+struct OutputRow {
+	int64 jobid;
+	int32 statement; // 1-based
+	const char *query;
+	const char *command; // NULL: the statement failed
+	bool has_rows;
+	int64 rows;
+	TimestampTz started_at;
+	int64 duration_us;
+	const char *messages; // NULL for none
+	Datum result;		  // jsonb, or 0 for none
+	bool truncated;
+};
+// Writes one statement's output; errors if the extension's version has no
+// output table.
+void store_insert_output(const OutputRow &row);
+// ---- end output ----
 
 } // namespace lantern

@@ -8,7 +8,8 @@
 #include "submit.hpp"
 #include "xact.hpp"
 
-namespace lantern {
+namespace lantern
+{
 
 // Moves a syntax error's position from the client's statement into the task's
 // query, so the caret points into the task text.
@@ -62,7 +63,8 @@ role_can_login(Oid roleid)
 // transaction; false when the board is full. The executor logs in as run_as
 // where it may, else as login_role followed by SET ROLE run_as.
 static bool
-reserve_slot(Store *store, int64 jobid, Oid run_as, Oid login_role, TimestampTz submitted_at, int64 max_runtime_us)
+reserve_slot(Store *store, int64 jobid, Oid run_as, Oid login_role, TimestampTz submitted_at, int64 max_runtime_us,
+             bool keep_result)
 {
 	TaskSlot init = {};
 	init.max_runtime_us = max_runtime_us;
@@ -73,6 +75,7 @@ reserve_slot(Store *store, int64 jobid, Oid run_as, Oid login_role, TimestampTz 
 	init.login_role = login_role;
 	init.owner_pid = MyProcPid;
 	init.submitted_at = submitted_at;
+	init.keep_result = keep_result;
 	const char *run_as_name = GetUserNameFromId(run_as, false);
 	if (role_can_login(run_as)) {
 		namestrcpy(&init.connect_as, run_as_name);
@@ -95,9 +98,10 @@ task_sequence_oid()
 	Oid nsp = get_namespace_oid("lantern", true);
 	Oid seq = OidIsValid(nsp) ? get_relname_relid("tasks_jobid_seq", nsp) : InvalidOid;
 	if (!OidIsValid(seq))
-		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-						errmsg("sequence lantern.tasks_jobid_seq does not exist"),
-						errhint("Reinstall the extension with DROP EXTENSION lantern_fdw; CREATE EXTENSION lantern_fdw.")));
+		ereport(ERROR,
+		        (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+		         errmsg("sequence lantern.tasks_jobid_seq does not exist"),
+		         errhint("Reinstall the extension with DROP EXTENSION lantern_fdw; CREATE EXTENSION lantern_fdw.")));
 	return seq;
 }
 
@@ -106,27 +110,29 @@ submit_task(Store *store, const NewTask &task, TimestampTz *started_at_out, cons
 {
 	require_preloaded();
 	if (RecoveryInProgress())
-		ereport(ERROR, (errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
-						errmsg("cannot submit a lantern_fdw task during recovery"),
-						errhint("Submit tasks on the primary server.")));
+		ereport(ERROR,
+		        (errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION), errmsg("cannot submit a lantern_fdw task during recovery"),
+		         errhint("Submit tasks on the primary server.")));
 	PreventCommandIfReadOnly("lantern.async_task()");
 
 	if (task.query == nullptr)
 		ereport(ERROR, (errcode(ERRCODE_NOT_NULL_VIOLATION), errmsg("query of a lantern_fdw task must not be null")));
 	if (is_blank(task.query))
-		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("query of a lantern_fdw task must not be empty")));
+		ereport(ERROR,
+		        (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("query of a lantern_fdw task must not be empty")));
 	if (parse_task_query(task.query) == NIL)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						errmsg("query of a lantern_fdw task contains no statement")));
+		                errmsg("query of a lantern_fdw task contains no statement")));
 
 	const char *username = task.username != nullptr ? task.username : GetUserNameFromId(GetUserId(), false);
 	Oid run_as = get_role_oid(username, true);
 	if (!OidIsValid(run_as))
 		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("role \"%s\" does not exist", username)));
 	if (!is_member_of_role(GetUserId(), run_as))
-		ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-						errmsg("permission denied to submit a task as role \"%s\"", username),
-						errdetail("Only roles that could SET ROLE to \"%s\" may submit tasks that run as it.", username)));
+		ereport(ERROR,
+		        (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+		         errmsg("permission denied to submit a task as role \"%s\"", username),
+		         errdetail("Only roles that could SET ROLE to \"%s\" may submit tasks that run as it.", username)));
 
 	int64 jobid = task.has_jobid ? task.jobid : nextval_internal(task_sequence_oid(), true);
 	if (jobid <= 0)
@@ -136,11 +142,12 @@ submit_task(Store *store, const NewTask &task, TimestampTz *started_at_out, cons
 	if (task.max_runtime != nullptr) {
 		max_runtime_us = interval_usecs(task.max_runtime);
 		if (max_runtime_us <= 0)
-			ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-							errmsg("max_runtime of a lantern_fdw task must be positive"),
-							errdetail("It was %s.", DatumGetCString(DirectFunctionCall1(interval_out,
-																					  IntervalPGetDatum(task.max_runtime)))),
-							errhint("Give NULL for no limit beyond lantern_fdw.default_max_runtime.")));
+			ereport(ERROR,
+			        (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			         errmsg("max_runtime of a lantern_fdw task must be positive"),
+			         errdetail("It was %s.",
+			                   DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(task.max_runtime)))),
+			         errhint("Give NULL for no limit beyond lantern_fdw.default_max_runtime.")));
 	}
 	// A run_at in the future: the task is scheduled, and waits in the store
 	// (no board slot) until then. A run_at in the past means now.
@@ -152,7 +159,8 @@ submit_task(Store *store, const NewTask &task, TimestampTz *started_at_out, cons
 	bool db_waiting = board_db_waiting(MyDatabaseId);
 	board_release();
 	bool on_board =
-		!scheduled && !db_waiting && reserve_slot(store, jobid, run_as, GetSessionUserId(), submitted_at, max_runtime_us);
+	    !scheduled && !db_waiting &&
+	    reserve_slot(store, jobid, run_as, GetSessionUserId(), submitted_at, max_runtime_us, task.keep_result);
 	if (!on_board)
 		xact_note_store_submit(scheduled ? task.run_at : 0);
 
@@ -168,6 +176,7 @@ submit_task(Store *store, const NewTask &task, TimestampTz *started_at_out, cons
 	row.scheduled = scheduled;
 	row.run_at = task.run_at;
 	row.max_runtime = task.max_runtime;
+	row.keep_result = task.keep_result;
 	store_insert(store, row);
 
 	if (started_at_out != nullptr)
@@ -185,11 +194,11 @@ requeue_task(Store *store, HeapTuple row)
 	TaskRow r;
 	store_read_row(store, row, &r);
 	if (GetUserNameFromId(r.run_as, true) == nullptr ||
-		(!role_can_login(r.run_as) && GetUserNameFromId(r.login_role, true) == nullptr)) {
+	    (!role_can_login(r.run_as) && GetUserNameFromId(r.login_role, true) == nullptr)) {
 		store_record_end(store, row, "failed", "ERROR:  the role of the task no longer exists");
 		return true;
 	}
-	if (!reserve_slot(store, r.jobid, r.run_as, r.login_role, r.started_at, r.max_runtime_us))
+	if (!reserve_slot(store, r.jobid, r.run_as, r.login_role, r.started_at, r.max_runtime_us, r.keep_result))
 		return false;
 	store_set_queued(store, row, board_id());
 	return true;

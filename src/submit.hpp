@@ -13,6 +13,7 @@ struct NewTask {
 	int64 jobid;
 	TimestampTz run_at;			 // 0: none (async_task's run_at)
 	const Interval *max_runtime; // NULL: none
+	bool keep_result; // keep the rows of the last statement
 };
 // Validates, reserves a board slot owned by the current transaction, writes
 // the durable row. Returns the jobid. Output: the values as stored (for

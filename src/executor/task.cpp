@@ -43,6 +43,208 @@ discard_notice(void *, const char *)
 {
 }
 
+// ---- output (issue 12) ----
+// What a running statement says is kept while the task's output stays under
+// lantern_fdw.max_output_size; past it, whole messages and rows are dropped
+// (so what is kept is whole text) and the statement is marked truncated.
+
+// Room for bytes more in the job's output.
+static bool
+output_fits(Job &job, size_t bytes)
+{
+	size_t cap = static_cast<size_t>(std::max(guc_max_output_size, 0));
+	if (job.output_bytes + bytes > cap)
+		return false;
+	job.output_bytes += bytes;
+	return true;
+}
+
+// A notice or warning of the running statement, as psql prints it.
+static void
+output_notice(void *arg, const char *message)
+{
+	Job &job = *static_cast<Job *>(arg);
+	if (job.output.empty())
+		return;
+	StatementOutput &out = job.output.back();
+	size_t len = strlen(message);
+	if (output_fits(job, len))
+		out.messages.append(message, len);
+	else
+		out.truncated = true;
+}
+
+static void
+append_json_string(std::string &to, const char *s, size_t len)
+{
+	to += '"';
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = static_cast<unsigned char>(s[i]);
+		switch (c) {
+		case '"':
+			to += "\\\"";
+			break;
+		case '\\':
+			to += "\\\\";
+			break;
+		case '\n':
+			to += "\\n";
+			break;
+		case '\r':
+			to += "\\r";
+			break;
+		case '\t':
+			to += "\\t";
+			break;
+		default:
+			if (c < 0x20) {
+				char buf[8];
+				snprintf(buf, sizeof(buf), "\\u%04x", c);
+				to += buf;
+			} else {
+				to += static_cast<char>(c);
+			}
+		}
+	}
+	to += '"';
+}
+
+// Whether values of a column of type oid are JSON numbers (when finite).
+static bool
+numeric_type(Oid type)
+{
+	return type == INT2OID || type == INT4OID || type == INT8OID || type == FLOAT4OID || type == FLOAT8OID ||
+		   type == NUMERICOID || type == OIDOID;
+}
+
+static bool
+finite_number(const char *v)
+{
+	return strcmp(v, "NaN") != 0 && strcmp(v, "Infinity") != 0 && strcmp(v, "-Infinity") != 0;
+}
+
+// The object keys of res's columns: the column names, a repeated one
+// followed by _2, _3, ... (skipping keys taken already).
+static std::vector<std::string>
+result_keys(const PGresult *res)
+{
+	std::vector<std::string> keys;
+	int n = PQnfields(res);
+	auto taken = [&](const std::string &k) { return std::find(keys.begin(), keys.end(), k) != keys.end(); };
+	for (int i = 0; i < n; i++) {
+		std::string name = PQfname(res, i);
+		std::string key = name;
+		for (int k = 2; taken(key); k++)
+			key = name + "_" + std::to_string(k);
+		keys.push_back(key);
+	}
+	return keys;
+}
+
+// The rows of res (one row in single-row mode), kept as JSON objects.
+static void
+output_rows(Job &job, const PGresult *res)
+{
+	StatementOutput &out = job.output.back();
+	if (!out.has_result) {
+		out.has_result = true;
+		out.keys = result_keys(res);
+		out.result = "[";
+	}
+	for (int r = 0; r < PQntuples(res) && !out.result_full; r++) {
+		std::string row = out.result.size() > 1 ? ", {" : "{";
+		for (int c = 0; c < PQnfields(res); c++) {
+			if (c > 0)
+				row += ", ";
+			append_json_string(row, out.keys[c].data(), out.keys[c].size());
+			row += ": ";
+			const char *v = PQgetvalue(res, r, c);
+			if (PQgetisnull(res, r, c))
+				row += "null";
+			else if (numeric_type(PQftype(res, c)) && finite_number(v))
+				row += v;
+			else
+				append_json_string(row, v, PQgetlength(res, r, c));
+		}
+		row += "}";
+		if (output_fits(job, row.size())) {
+			out.result += row;
+		} else {
+			out.result_full = true;
+			out.truncated = true;
+		}
+	}
+}
+
+// The tag of a command completion, and its row count where it has one.
+static void
+output_command(StatementOutput &out, const PGresult *res)
+{
+	out.command = PQcmdStatus(const_cast<PGresult *>(res));
+	const char *rows = PQcmdTuples(const_cast<PGresult *>(res));
+	out.has_rows = rows[0] != '\0';
+	out.rows = out.has_rows ? strtoll(rows, nullptr, 10) : 0;
+}
+
+// Appends the recording calls of the job's output to sql, in statement
+// order, and frees the output: built in place (one escaped copy of one
+// value at a time), so that the executor holds little more than the cap.
+static void
+append_record_output_sql(std::string &sql, PGconn *pg, Job &job)
+{
+	size_t n = std::min(job.output.size(), job.statements.size());
+	size_t need = 0;
+	for (size_t i = 0; i < n; i++)
+		need += 200 + job.statements[i].size() + job.output[i].command.size() + job.output[i].messages.size() +
+				job.output[i].result.size();
+	sql.reserve(sql.size() + need + need / 16);
+	auto literal = [&](const std::string &v) {
+		char *e = PQescapeLiteral(pg, v.data(), v.size());
+		sql += e != nullptr ? e : "NULL";
+		PQfreemem(e);
+	};
+	for (size_t i = 0; i < n; i++) {
+		StatementOutput &out = job.output[i];
+		sql += "SELECT _lantern_fdw.record_output(";
+		sql += std::to_string(job.jobid);
+		sql += ", ";
+		sql += std::to_string(i + 1);
+		sql += ", ";
+		literal(job.statements[i]);
+		sql += ", ";
+		if (out.failed)
+			sql += "NULL";
+		else
+			literal(out.command);
+		sql += ", ";
+		sql += out.has_rows && !out.failed ? std::to_string(out.rows) : "NULL";
+		sql += ", ";
+		sql += std::to_string(out.started_at);
+		sql += ", ";
+		sql += std::to_string(out.duration_us);
+		sql += ", ";
+		if (out.messages.empty())
+			sql += "NULL";
+		else
+			literal(out.messages);
+		std::string().swap(out.messages);
+		sql += ", ";
+		if (out.has_result && !out.failed) {
+			out.result += ']';
+			literal(out.result);
+		} else {
+			sql += "NULL";
+		}
+		std::string().swap(out.result);
+		sql += ", ";
+		sql += out.truncated ? "true" : "false";
+		sql += "); ";
+	}
+	std::vector<StatementOutput>().swap(job.output);
+	job.output_bytes = 0;
+}
+// ---- end output ----
+
 // ---- steps ------------------------------------------------------------------
 
 // The one place a job's step changes. The job's slot follows it to the
@@ -97,6 +299,7 @@ Tasks::add_job(const TaskSlot &slot, SlotRef ref, Step step)
 	job->set_role = NameStr(slot.set_role);
 	job->cancel_requested = slot.cancel_requested;
 	job->max_runtime_ms = slot.max_runtime_us > 0 ? static_cast<long>(std::clamp<int64>(slot.max_runtime_us / 1000, 1, LONG_MAX)) : 0;
+	job->keep_result = slot.keep_result;
 	job->step = step;
 	jobs_.push_back(std::move(job));
 	return *jobs_.back();
@@ -228,6 +431,10 @@ Tasks::send_record_end(Job &job)
 {
 	PGconn *pg = job.conn->pg.get();
 	std::string sql = kResetSession;
+	// A retry records the outcome alone (the database may lack the output
+	// table: the extension not yet updated).
+	if (job.record_attempts == 0)
+		append_record_output_sql(sql, pg, job);
 	char *error = job.error.empty() ? nullptr : PQescapeLiteral(pg, job.error.c_str(), job.error.size());
 	sql += "SELECT _lantern_fdw.record_end(" + std::to_string(job.jobid) + ", '" + outcome_name(job.outcome) + "', " +
 		   (error != nullptr ? error : "NULL") + ")";
@@ -339,7 +546,21 @@ Tasks::handle_result(Job &job, PGresult *res)
 {
 	PGconn *pg = job.conn->pg.get();
 	switch (PQresultStatus(res)) {
+	case PGRES_SINGLE_TUPLE:
+		if (job.step == Step::Running && job.keep_result && job.next_statement == job.statements.size())
+			output_rows(job, res);
+		break;
+	case PGRES_COMMAND_OK:
+		if (job.step == Step::Running && !job.output.empty())
+			output_command(job.output.back(), res);
+		break;
 	case PGRES_TUPLES_OK: {
+		if (job.step == Step::Running && !job.output.empty()) {
+			output_command(job.output.back(), res);
+			if (job.keep_result && job.next_statement == job.statements.size())
+				output_rows(job, res); // the columns of an empty result
+			break;
+		}
 		// record_start's rows: the statements of this job, or of the one chained to it.
 		Job *target = job.step == Step::Starting ? &job : nullptr;
 		if (job.step == Step::Recording && job.chained != nullptr && PQnfields(res) == 1 &&
@@ -351,6 +572,8 @@ Tasks::handle_result(Job &job, PGresult *res)
 		break;
 	}
 	case PGRES_FATAL_ERROR:
+		if (job.step == Step::Running && !job.output.empty())
+			job.output.back().failed = true;
 		if (job.step_error.empty()) {
 			job.step_error = trim_trailing(PQresultErrorMessage(res));
 			const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
@@ -377,6 +600,8 @@ Tasks::handle_result(Job &job, PGresult *res)
 void
 Tasks::end_with(Job &job, Outcome outcome, const std::string &error)
 {
+	if (job.conn && job.conn->pg)
+		PQsetNoticeProcessor(job.conn->pg.get(), discard_notice, nullptr);
 	job.outcome = outcome;
 	job.error = error;
 	cleanup(job);
@@ -435,6 +660,9 @@ Tasks::next_statement(Job &job)
 		return;
 	}
 	job.next_statement++;
+	job.output.emplace_back();
+	job.output.back().started_at = GetCurrentTimestamp();
+	PQsetNoticeProcessor(job.conn->pg.get(), output_notice, &job);
 	send(job, job.statements[k].c_str());
 }
 
@@ -467,6 +695,8 @@ Tasks::query_done(Job &job)
 		next_statement(job);
 		return;
 	case Step::Running:
+		if (!job.output.empty())
+			job.output.back().duration_us = GetCurrentTimestamp() - job.output.back().started_at;
 		if (!job.step_error.empty()) {
 			bool canceled = job.cancel_sent && job.step_sqlstate == "57014";
 			if (canceled && job.timed_out)

@@ -49,6 +49,24 @@ step_info(Step step)
 	return {SlotState::Free, true};
 }
 
+// ---- output (issue 12) ----
+// What one statement said, kept until the recording call writes it.
+struct StatementOutput {
+	TimestampTz started_at = 0;
+	int64 duration_us = 0;
+	bool failed = false;
+	std::string command; // the tag of its last command completion
+	bool has_rows = false;
+	int64 rows = 0;
+	std::string messages;
+	bool has_result = false;
+	std::string result; // JSON array of row objects (without the closing bracket)
+	std::vector<std::string> keys; // the result's object keys, made unique
+	bool result_full = false;	   // a row did not fit: no more are kept
+	bool truncated = false;
+};
+// ---- end output ----
+
 struct Job {
 	SlotRef ref{};
 	int64 jobid = 0;
@@ -79,6 +97,11 @@ struct Job {
 	bool reusable = true;
 	int record_attempts = 0;
 	Job *chained = nullptr; // Recording: the next task, started in the same transaction
+	// ---- output (issue 12) ----
+	bool keep_result = false;			 // keep the rows of the last statement
+	std::vector<StatementOutput> output; // one per statement sent
+	size_t output_bytes = 0;			 // messages and result kept, against max_output_size
+	// ---- end output ----
 };
 
 class Tasks {

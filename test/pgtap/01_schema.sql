@@ -76,11 +76,11 @@ SELECT is(pg_get_serial_sequence('lantern.tasks', 'jobid'), 'lantern.tasks_jobid
           'lantern.tasks_jobid_seq is owned by lantern.tasks.jobid');
 
 -- ------------------------------------------------------------ functions
-SELECT has_function('lantern', 'async_task', ARRAY['text', 'text', 'timestamp with time zone', 'interval']);
-SELECT function_returns('lantern', 'async_task', ARRAY['text', 'text', 'timestamp with time zone', 'interval'], 'bigint');
-SELECT function_lang_is('lantern', 'async_task', ARRAY['text', 'text', 'timestamp with time zone', 'interval'], 'c');
-SELECT volatility_is('lantern', 'async_task', ARRAY['text', 'text', 'timestamp with time zone', 'interval'], 'volatile');
-SELECT isnt_strict('lantern', 'async_task', ARRAY['text', 'text', 'timestamp with time zone', 'interval'],
+SELECT has_function('lantern', 'async_task', ARRAY['text', 'text', 'timestamp with time zone', 'interval', 'boolean']);
+SELECT function_returns('lantern', 'async_task', ARRAY['text', 'text', 'timestamp with time zone', 'interval', 'boolean'], 'bigint');
+SELECT function_lang_is('lantern', 'async_task', ARRAY['text', 'text', 'timestamp with time zone', 'interval', 'boolean'], 'c');
+SELECT volatility_is('lantern', 'async_task', ARRAY['text', 'text', 'timestamp with time zone', 'interval', 'boolean'], 'volatile');
+SELECT isnt_strict('lantern', 'async_task', ARRAY['text', 'text', 'timestamp with time zone', 'interval', 'boolean'],
                    'async_task is not strict (a NULL query gets its own error)');
 
 SELECT has_function('lantern', 'cancel_task', ARRAY['bigint']);
@@ -104,19 +104,21 @@ SELECT function_lang_is('lantern', 'import_lantern_tasks', ARRAY['regclass'], 'p
 SELECT volatility_is('lantern', 'import_lantern_tasks', ARRAY['regclass'], 'volatile');
 
 SELECT functions_are('lantern', ARRAY['async_task', 'cancel_task', 'cancel_all_async_tasks', 'wait_task',
-                                      'import_lantern_tasks'],
-                     'schema lantern has exactly the five public functions');
+                                      'import_lantern_tasks', 'task_result'],
+                     'schema lantern has exactly the six public functions');
 
 -- Argument names and defaults as documented: async_task(query, job_name
--- DEFAULT NULL, run_at DEFAULT NULL, max_runtime DEFAULT NULL),
--- wait_task(jobid, timeout DEFAULT NULL).
+-- DEFAULT NULL, run_at DEFAULT NULL, max_runtime DEFAULT NULL, keep_result
+-- DEFAULT false), wait_task(jobid, timeout DEFAULT NULL).
 SELECT results_eq(
     $$SELECT p.oid::regprocedure::text, pg_get_function_arguments(p.oid)
         FROM pg_proc p WHERE p.pronamespace = 'lantern'::regnamespace ORDER BY 1$$,
-    $$VALUES ('lantern.async_task(text,text,timestamp with time zone,interval)', 'query text, job_name text DEFAULT NULL::text, run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, max_runtime interval DEFAULT NULL::interval'),
+    $$VALUES ('lantern.async_task(text,text,timestamp with time zone,interval,boolean)',
+              'query text, job_name text DEFAULT NULL::text, run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, max_runtime interval DEFAULT NULL::interval, keep_result boolean DEFAULT false'),
              ('lantern.cancel_all_async_tasks()', ''),
              ('lantern.cancel_task(bigint)', 'jobid bigint'),
              ('lantern.import_lantern_tasks(regclass)', 'source regclass'),
+             ('lantern.task_result(bigint)', 'jobid bigint'),
              ('lantern.wait_task(bigint,interval)', 'jobid bigint, timeout interval DEFAULT NULL::interval')$$,
     'the public functions have the documented arguments and defaults');
 
@@ -150,7 +152,7 @@ SELECT results_eq(
                ('pg_class'::regclass, 'lantern.tasks'::regclass::oid),
                ('pg_class'::regclass, 'lantern.tasks_jobid_seq'::regclass::oid),
                ('pg_class'::regclass, '_lantern_fdw.task_log'::regclass::oid),
-               ('pg_proc'::regclass, 'lantern.async_task(text,text,timestamptz,interval)'::regprocedure::oid),
+               ('pg_proc'::regclass, 'lantern.async_task(text,text,timestamptz,interval,boolean)'::regprocedure::oid),
                ('pg_proc'::regclass, 'lantern.cancel_task(bigint)'::regprocedure::oid),
                ('pg_proc'::regclass, 'lantern.cancel_all_async_tasks()'::regprocedure::oid),
                ('pg_proc'::regclass, 'lantern.wait_task(bigint,interval)'::regprocedure::oid))$$,

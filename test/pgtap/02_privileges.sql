@@ -49,7 +49,7 @@ SELECT is((SELECT count(*)::int FROM pg_roles r
                    OR has_table_privilege(r.oid, '_lantern_fdw.task_log', 'DELETE'))),
           0, 'no role but the owner (superusers and pg_read/write_all_data aside) has any privilege on the store');
 
-SELECT function_privs_are('lantern', 'async_task', ARRAY['text', 'text', 'timestamp with time zone', 'interval'], 'public', ARRAY['EXECUTE'],
+SELECT function_privs_are('lantern', 'async_task', ARRAY['text', 'text', 'timestamp with time zone', 'interval', 'boolean'], 'public', ARRAY['EXECUTE'],
                           'PUBLIC may execute lantern.async_task');
 SELECT function_privs_are('lantern', 'cancel_task', ARRAY['bigint'], 'public', ARRAY['EXECUTE'],
                           'PUBLIC may execute lantern.cancel_task');
