@@ -20,15 +20,26 @@ namespace lantern {
 // The slot of a task that the executor has moved to `step`, for the backend
 // serving that task's connection; errors for anybody else.
 static void
-check_recording_caller(const Store &store, int64 jobid, SlotState step, const char *what)
+check_recording_caller(Oid store_relid, int64 jobid, SlotState step, const char *what)
 {
 	board_acquire(LW_SHARED);
-	int index = board_find(store_relid(&store), jobid);
+	int index = board_find(store_relid, jobid);
 	bool ok = index >= 0 && board_slot(index)->state == step && board_slot(index)->backend_pid == MyProcPid;
 	board_release();
 	if (!ok)
 		ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 						errmsg("only the lantern_fdw executor may record the %s of task %lld", what, (long long)jobid)));
+}
+
+// How record_start and record_end begin: opens the store, checks the caller
+// (see check_recording_caller) and fetches the task's row, NULL if none.
+static HeapTuple
+open_for_recording(Store *store, int64 jobid, SlotState step, const char *what)
+{
+	require_preloaded();
+	store_open(store, RowExclusiveLock);
+	check_recording_caller(store_relid(store), jobid, step, what);
+	return store_fetch(store, jobid, GetLatestSnapshot());
 }
 
 // The first position at or after start that is not white space or a comment
@@ -73,11 +84,8 @@ extern "C" Datum
 lantern_record_start(PG_FUNCTION_ARGS)
 {
 	int64 jobid = PG_GETARG_INT64(0);
-	require_preloaded();
 	Store store;
-	store_open(&store, RowExclusiveLock);
-	check_recording_caller(store, jobid, SlotState::Starting, "start");
-	HeapTuple row = store_fetch(&store, jobid, GetLatestSnapshot());
+	HeapTuple row = open_for_recording(&store, jobid, SlotState::Starting, "start");
 	if (row == nullptr)
 		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("task %lld does not exist", (long long)jobid)));
 	char *query = store_row_query(&store, row);
@@ -110,24 +118,19 @@ extern "C" Datum
 lantern_record_end(PG_FUNCTION_ARGS)
 {
 	int64 jobid = PG_GETARG_INT64(0);
-	require_preloaded();
 	Store store;
-	store_open(&store, RowExclusiveLock);
-	check_recording_caller(store, jobid, SlotState::Ending, "end");
+	HeapTuple row = open_for_recording(&store, jobid, SlotState::Ending, "end");
 	const char *status = text_arg_or_null(fcinfo, 1);
 	if (status == nullptr ||
 		(strcmp(status, "succeeded") != 0 && strcmp(status, "failed") != 0 && strcmp(status, "canceled") != 0))
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("invalid final status \"%s\"", status ? status : "")));
 	const char *error = text_arg_or_null(fcinfo, 2);
-	HeapTuple row = store_fetch(&store, jobid, GetLatestSnapshot());
 	if (row != nullptr)
 		store_record_end(&store, row, status, error);
 	store_close(&store, RowExclusiveLock);
 	PG_RETURN_VOID();
 }
 
-
-// ---- output (issue 12) ----
 // Called by the executor through the task's connection, in the transaction
 // of record_end and before it: writes what one statement said.
 // Arguments: jobid, statement, query, command, rows, started_at (microseconds
@@ -140,10 +143,7 @@ lantern_record_output(PG_FUNCTION_ARGS)
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("invalid task output")));
 	int64 jobid = PG_GETARG_INT64(0);
 	require_preloaded();
-	Store store;
-	store_open(&store, RowExclusiveLock);
-	check_recording_caller(store, jobid, SlotState::Ending, "output");
-	store_close(&store, RowExclusiveLock);
+	check_recording_caller(store_find_relid(), jobid, SlotState::Ending, "output");
 	OutputRow row;
 	row.jobid = jobid;
 	row.statement = PG_GETARG_INT32(1);
@@ -161,4 +161,3 @@ lantern_record_output(PG_FUNCTION_ARGS)
 	store_insert_output(row);
 	PG_RETURN_VOID();
 }
-// ---- end output ----

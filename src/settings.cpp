@@ -77,12 +77,10 @@ define_settings()
 	DefineCustomIntVariable("lantern_fdw.task_retention", "How long ended tasks are kept in lantern.tasks.",
 							"0 keeps them forever.", &guc_task_retention_s, 0, 0, INT_MAX, PGC_SIGHUP, GUC_UNIT_S,
 							nullptr, nullptr, nullptr);
-	// ---- output (issue 12) ----
 	DefineCustomIntVariable("lantern_fdw.max_output_size",
 							"Most output one task keeps: the messages and the result rows of its statements together.",
 							"Past it the task runs on and its output is marked truncated.", &guc_max_output_size,
 							1024 * 1024, 0, 100 * 1024 * 1024, PGC_SIGHUP, GUC_UNIT_BYTE, nullptr, nullptr, nullptr);
-	// ---- end output ----
 	MarkGUCPrefixReserved("lantern_fdw");
 }
 

@@ -234,7 +234,6 @@ store_record_end(Store *s, HeapTuple old, const char *status, const char *error)
 	Async_Notify("lantern_tasks", payload.data);
 }
 
-// ---- output (issue 12) ----
 // The output columns, as _lantern_fdw.task_output has them.
 enum OutputColumn {
 	Out_jobid = 1,
@@ -320,7 +319,6 @@ store_delete_output(int64 jobid)
 	index_close(pkey, RowExclusiveLock);
 	table_close(rel, RowExclusiveLock);
 }
-// ---- end output ----
 
 bool
 store_delete(Store *s, HeapTuple row)

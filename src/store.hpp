@@ -111,7 +111,6 @@ int store_delete_ended_before(Store *s, TimestampTz cutoff, int limit);
 // (recovery, and a cancel of a row recovery has not reached), until commit.
 bool store_lock_earlier_rows(Oid store_relid, bool wait);
 
-// ---- output (issue 12) ----
 // What one statement of a task said: a row of _lantern_fdw.task_output.
 struct OutputRow {
 	int64 jobid;
@@ -129,6 +128,5 @@ struct OutputRow {
 // Writes one statement's output; errors if the extension's version has no
 // output table.
 void store_insert_output(const OutputRow &row);
-// ---- end output ----
 
 } // namespace lantern

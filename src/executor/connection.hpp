@@ -30,8 +30,13 @@ struct ResultDeleter {
 };
 using ResultPtr = std::unique_ptr<PGresult, ResultDeleter>;
 
+// Whether a connection's database can take task output (SQL 0.2.0 has
+// _lantern_fdw.record_output; 0.1.0, not yet updated, has not).
+enum class OutputRecording { Unknown, Yes, No };
+
 struct Connection {
 	uint64 id = next_id++; // a socket number can be reused; this cannot
+	OutputRecording output = OutputRecording::Unknown; // asked with record_start (task.cpp)
 	ConnPtr pg;
 	Oid dboid = InvalidOid;
 	std::string user;

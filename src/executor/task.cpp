@@ -32,10 +32,20 @@ const char *const kResetSession = "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT;
 								  "UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD SEQUENCES; "
 								  "DISCARD TEMP; ";
 
+// Asked with record_start until the answer is yes: whether the connection's
+// database can take task output. A database still on SQL 0.1.0 (the library
+// updated, ALTER EXTENSION lantern_fdw UPDATE not run yet) has no
+// record_output; its tasks' outcomes are recorded alone until it is updated.
+const char *const kOutputProbe = "; SELECT to_regprocedure('_lantern_fdw.record_output(bigint, integer, text, text, "
+								 "bigint, bigint, bigint, text, jsonb, boolean)') IS NOT NULL AS lantern_fdw_output";
+
 static std::string
-record_start_sql(int64 jobid)
+record_start_sql(int64 jobid, const Connection &conn)
 {
-	return "SELECT * FROM _lantern_fdw.record_start(" + std::to_string(jobid) + ")";
+	std::string sql = "SELECT * FROM _lantern_fdw.record_start(" + std::to_string(jobid) + ")";
+	if (conn.output != OutputRecording::Yes)
+		sql += kOutputProbe;
+	return sql;
 }
 
 static void
@@ -43,7 +53,6 @@ discard_notice(void *, const char *)
 {
 }
 
-// ---- output (issue 12) ----
 // What a running statement says is kept while the task's output stays under
 // lantern_fdw.max_output_size; past it, whole messages and rows are dropped
 // (so what is kept is whole text) and the statement is marked truncated.
@@ -187,7 +196,7 @@ output_command(StatementOutput &out, const PGresult *res)
 }
 
 // Appends the recording calls of the job's output to sql, in statement
-// order, and frees the output: built in place (one escaped copy of one
+// order, freeing each value once copied: built in place (one escaped copy of one
 // value at a time), so that the executor holds little more than the cap.
 static void
 append_record_output_sql(std::string &sql, PGconn *pg, Job &job)
@@ -240,10 +249,7 @@ append_record_output_sql(std::string &sql, PGconn *pg, Job &job)
 		sql += out.truncated ? "true" : "false";
 		sql += "); ";
 	}
-	std::vector<StatementOutput>().swap(job.output);
-	job.output_bytes = 0;
 }
-// ---- end output ----
 
 // ---- steps ------------------------------------------------------------------
 
@@ -420,7 +426,7 @@ Tasks::send(Job &job, const char *sql)
 bool
 Tasks::send_record_start(Job &job)
 {
-	return send(job, record_start_sql(job.jobid).c_str());
+	return send(job, record_start_sql(job.jobid, *job.conn).c_str());
 }
 
 // Resets the session and records the outcome, in one transaction; when the
@@ -430,11 +436,17 @@ bool
 Tasks::send_record_end(Job &job)
 {
 	PGconn *pg = job.conn->pg.get();
-	std::string sql = kResetSession;
-	// A retry records the outcome alone (the database may lack the output
-	// table: the extension not yet updated).
-	if (job.record_attempts == 0)
-		append_record_output_sql(sql, pg, job);
+	// The reset and the output calls are built once and kept for a retry
+	// (see query_done); a database without record_output gets the outcome alone.
+	std::string &sql = job.record_sql;
+	if (sql.empty()) {
+		sql = kResetSession;
+		if (job.conn->output == OutputRecording::Yes)
+			append_record_output_sql(sql, pg, job);
+		std::vector<StatementOutput>().swap(job.output);
+		job.output_bytes = 0;
+	}
+	size_t kept = sql.size();
 	char *error = job.error.empty() ? nullptr : PQescapeLiteral(pg, job.error.c_str(), job.error.size());
 	sql += "SELECT _lantern_fdw.record_end(" + std::to_string(job.jobid) + ", '" + outcome_name(job.outcome) + "', " +
 		   (error != nullptr ? error : "NULL") + ")";
@@ -443,8 +455,10 @@ Tasks::send_record_end(Job &job)
 	if (job.chained == nullptr && job.record_attempts == 0 && job.reusable && guc_idle_connection_timeout_ms > 0)
 		job.chained = chain_next(job);
 	if (job.chained != nullptr)
-		sql += "; " + record_start_sql(job.chained->jobid);
-	return send(job, sql.c_str());
+		sql += "; " + record_start_sql(job.chained->jobid, *job.conn);
+	bool sent = send(job, sql.c_str());
+	sql.resize(kept);
+	return sent;
 }
 
 // Takes the head of the queue if it can run on job's connection (same
@@ -559,6 +573,11 @@ Tasks::handle_result(Job &job, PGresult *res)
 			output_command(job.output.back(), res);
 			if (job.keep_result && job.next_statement == job.statements.size())
 				output_rows(job, res); // the columns of an empty result
+			break;
+		}
+		if (PQnfields(res) == 1 && strcmp(PQfname(res, 0), "lantern_fdw_output") == 0) { // kOutputProbe's answer
+			bool yes = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+			job.conn->output = yes ? OutputRecording::Yes : OutputRecording::No;
 			break;
 		}
 		// record_start's rows: the statements of this job, or of the one chained to it.
@@ -727,9 +746,22 @@ Tasks::query_done(Job &job)
 			return;
 		}
 		// The whole transaction failed, the chained start with it: that task
-		// goes back to the queue. A cancel signal that arrived late can hit the
-		// recording call: retry alone.
+		// goes back to the queue.
 		unchain(job);
+		// The database has no record_output (any more: the extension was
+		// created again at 0.1.0 since it was asked): the outcome alone, at
+		// once; not an attempt.
+		if (job.step_sqlstate == "42883" && job.conn->output == OutputRecording::Yes &&
+			job.step_error.find("record_output") != std::string::npos) {
+			job.conn->output = OutputRecording::No;
+			job.record_sql.clear();
+			send_record_end(job);
+			return;
+		}
+		// A cancel signal that arrived late can hit the recording call: retry,
+		// with the output. Any other error: retry with the outcome alone.
+		if (job.step_sqlstate != "57014")
+			std::string().swap(job.record_sql);
 		if (++job.record_attempts < kMaxRecordAttempts) {
 			send_record_end(job);
 			return;

@@ -49,7 +49,6 @@ step_info(Step step)
 	return {SlotState::Free, true};
 }
 
-// ---- output (issue 12) ----
 // What one statement said, kept until the recording call writes it.
 struct StatementOutput {
 	TimestampTz started_at = 0;
@@ -65,7 +64,6 @@ struct StatementOutput {
 	bool result_full = false;	   // a row did not fit: no more are kept
 	bool truncated = false;
 };
-// ---- end output ----
 
 struct Job {
 	SlotRef ref{};
@@ -97,11 +95,10 @@ struct Job {
 	bool reusable = true;
 	int record_attempts = 0;
 	Job *chained = nullptr; // Recording: the next task, started in the same transaction
-	// ---- output (issue 12) ----
 	bool keep_result = false;			 // keep the rows of the last statement
 	std::vector<StatementOutput> output; // one per statement sent
 	size_t output_bytes = 0;			 // messages and result kept, against max_output_size
-	// ---- end output ----
+	std::string record_sql;				 // Recording: the session's reset and the output calls
 };
 
 class Tasks {

@@ -5,11 +5,17 @@
 # SELECT against COPY (SELECT ...) TO STDOUT of the same rows (the task's
 # duration, and the executor's peak memory). Measures, asserts nothing.
 #
-#   bash test/bench/output.sh [--tasks N] [--rounds N]
+#   bash test/bench/output.sh [--tasks N] [--rounds N] [--throughput-only]
+#   bash test/bench/output.sh --compare BUILD_DIR... [--pairs N] [--tasks N] [--rounds N]
 #
 # Runs against the installed library; against a build without task output
-# (no keep_result) it measures the throughput alone. Hold the server's lock
-# (flock /tmp/lantern_pg15.lock) around it and around its install.
+# (no keep_result) it measures the throughput alone. --compare installs each
+# build directory in turn (cmake --install), --pairs times over (default 3),
+# measuring the throughput on a fresh cluster each time, and prints each
+# build's figures and medians: builds alternate within one run so that the
+# machine's drift hits them alike. It leaves the last build installed.
+# Hold the server's lock (flock /tmp/lantern_pg15.lock) around it and around
+# its install.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=test/bench/lib.sh
@@ -17,14 +23,43 @@ source "$HERE/lib.sh"
 
 TASKS=5000
 ROUNDS=3
+PAIRS=3
+THROUGHPUT_ONLY=0
+COMPARE=()
 while (($#)); do
 	case $1 in
 	--tasks) TASKS=$2; shift ;;
 	--rounds) ROUNDS=$2; shift ;;
+	--pairs) PAIRS=$2; shift ;;
+	--throughput-only) THROUGHPUT_ONLY=1 ;;
+	--compare)
+		while [[ $# -gt 1 && $2 != --* ]]; do COMPARE+=("$2"); shift; done ;;
 	*) die "unknown option $1" ;;
 	esac
 	shift
 done
+
+if ((${#COMPARE[@]})); then
+	out=$(mktemp)
+	for ((p = 1; p <= PAIRS; p++)); do
+		for build in "${COMPARE[@]}"; do
+			cmake --install "$build" >/dev/null
+			bash "$0" --tasks "$TASKS" --rounds "$ROUNDS" --throughput-only | sed "s|^|$build: |" | tee -a "$out"
+		done
+	done
+	# The median of each build's warm rounds (the first round of a cluster is cold).
+	for build in "${COMPARE[@]}"; do
+		for kind in "'SELECT 1'" "raising a NOTICE"; do
+			grep -F "$build: " "$out" | grep -F "$kind" | grep -v ' round 1:' |
+				sed -E 's|.*: ([0-9]+)/s$|\1|' | sort -n |
+				awk -v b="$build" -v k="$kind" '{v[NR] = $1} END {
+					m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+					printf "%s: %s: median %d/s of %d warm rounds (%d to %d)\n", b, k, m, NR, v[1], v[NR] }'
+		done
+	done
+	rm -f "$out"
+	exit 0
+fi
 
 bench_require
 trap bench_cluster_stop EXIT
@@ -52,7 +87,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
 	echo "round $r: $TASKS tasks raising a NOTICE: $(throughput notice "DO \$\$BEGIN RAISE NOTICE ''hello''; END\$\$")/s"
 done
 
-if [[ $has_output == t ]]; then
+if [[ $has_output == t && $THROUGHPUT_ONLY == 0 ]]; then
 	q "CREATE TABLE rows100k AS SELECT g AS id, md5(g::text) AS h, g * 1.5 AS x FROM generate_series(1, 100000) g" \
 	  "VACUUM ANALYZE rows100k" >/dev/null
 	for ((r = 1; r <= ROUNDS; r++)); do

@@ -1,14 +1,15 @@
 -- The SQL surface of lantern_fdw as docs/sql-reference.md describes it: schema, the
 -- lantern.tasks foreign table (columns, types, nullability, defaults), its
 -- sequence, the public functions, the foreign data wrapper and its server,
--- and the documented settings.
+-- the output view lantern.task_output and lantern.task_result, and the
+-- documented settings.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS lantern_fdw;
 
 BEGIN;
-SELECT plan(74);
+SELECT plan(95);
 
 -- ---------------------------------------------------------------- schema
 SELECT has_schema('lantern');
@@ -69,6 +70,42 @@ SELECT has_view('lantern', 'task_progress', 'lantern.task_progress exists');
 SELECT ok((SELECT relkind = 'v' FROM pg_class WHERE oid = 'lantern.task_progress'::regclass),
           'lantern.task_progress is a view');
 SELECT has_view('lantern', 'task_details', 'lantern.task_details exists');
+
+-- ------------------------------------------------------- task output
+SELECT has_view('lantern', 'task_output', 'lantern.task_output is a view');
+SELECT is(
+    ARRAY(SELECT attname::text FROM pg_attribute
+           WHERE attrelid = 'lantern.task_output'::regclass AND attnum > 0 AND NOT attisdropped
+           ORDER BY attnum),
+    ARRAY['jobid', 'statement', 'query', 'command', 'rows', 'started_at', 'duration', 'messages', 'result',
+          'truncated'],
+    'lantern.task_output has exactly the documented columns, in order');
+SELECT col_type_is('lantern', 'task_output', 'jobid',      'bigint', 'task_output.jobid is bigint');
+SELECT col_type_is('lantern', 'task_output', 'statement',  'integer', 'task_output.statement is integer');
+SELECT col_type_is('lantern', 'task_output', 'query',      'text', 'task_output.query is text');
+SELECT col_type_is('lantern', 'task_output', 'command',    'text', 'task_output.command is text');
+SELECT col_type_is('lantern', 'task_output', 'rows',       'bigint', 'task_output.rows is bigint');
+SELECT col_type_is('lantern', 'task_output', 'started_at', 'timestamp with time zone',
+                   'task_output.started_at is timestamp with time zone');
+SELECT col_type_is('lantern', 'task_output', 'duration',   'interval', 'task_output.duration is interval');
+SELECT col_type_is('lantern', 'task_output', 'messages',   'text', 'task_output.messages is text');
+SELECT col_type_is('lantern', 'task_output', 'result',     'jsonb', 'task_output.result is jsonb');
+SELECT col_type_is('lantern', 'task_output', 'truncated',  'boolean', 'task_output.truncated is boolean');
+-- Without the barrier, a cheap function in a caller's WHERE clause could
+-- see other tasks' rows before the visibility condition filters them.
+SELECT ok((SELECT coalesce('security_barrier=true' = ANY (reloptions), false) FROM pg_class
+            WHERE oid = 'lantern.task_output'::regclass),
+          'lantern.task_output is a security-barrier view');
+SELECT has_table('_lantern_fdw', 'task_output', 'the output is stored in _lantern_fdw.task_output');
+SELECT col_is_pk('_lantern_fdw', 'task_output', ARRAY['jobid', 'statement'],
+                 '_lantern_fdw.task_output has primary key (jobid, statement)');
+
+SELECT has_function('lantern', 'task_result', ARRAY['bigint']);
+SELECT function_returns('lantern', 'task_result', ARRAY['bigint'], 'jsonb');
+SELECT function_lang_is('lantern', 'task_result', ARRAY['bigint'], 'sql');
+SELECT volatility_is('lantern', 'task_result', ARRAY['bigint'], 'stable');
+SELECT isnt_definer('lantern', 'task_result', ARRAY['bigint'],
+                    'task_result is not SECURITY DEFINER: it reads lantern.task_output as its caller');
 
 -- ------------------------------------------------------------- sequence
 SELECT has_sequence('lantern', 'tasks_jobid_seq', 'lantern.tasks_jobid_seq exists');
@@ -172,6 +209,11 @@ SELECT results_eq(
              ('lantern_fdw.max_parallel_tasks', '4', 'sighup'),
              ('lantern_fdw.max_tasks', '1024', 'postmaster')$$,
     'the documented settings exist with their defaults and contexts');
+SELECT results_eq(
+    $$SELECT boot_val, context::text, unit, min_val, max_val FROM pg_settings
+       WHERE name = 'lantern_fdw.max_output_size'$$,
+    $$VALUES ('1048576', 'sighup', 'B', '0', '104857600')$$,
+    'max_output_size: default 1MB, sighup, in bytes, from 0 to 100MB');
 SELECT is((SELECT unit FROM pg_settings WHERE name = 'lantern_fdw.idle_connection_timeout'), 'ms',
           'idle_connection_timeout is a time setting (10s = 10000 ms)');
 SELECT is(current_setting('lantern_fdw.idle_connection_timeout'), '10s',

@@ -8,7 +8,7 @@ CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS lantern_fdw;
 
 BEGIN;
-SELECT plan(38);
+SELECT plan(44);
 
 CREATE ROLE regress_lantern_a LOGIN;        -- an ordinary user
 CREATE ROLE regress_lantern_b LOGIN;        -- another one
@@ -27,11 +27,17 @@ SELECT table_privs_are('lantern', 'task_progress', 'public', ARRAY['SELECT'],
                        'PUBLIC may read lantern.task_progress, nothing more');
 SELECT table_privs_are('lantern', 'task_details', 'public', ARRAY['SELECT'],
                        'PUBLIC may read lantern.task_details, nothing more');
+SELECT table_privs_are('lantern', 'task_output', 'public', ARRAY['SELECT'],
+                       'PUBLIC may read lantern.task_output, nothing more');
+SELECT function_privs_are('lantern', 'task_result', ARRAY['bigint'], 'public', ARRAY['EXECUTE'],
+                          'PUBLIC may execute lantern.task_result');
 SELECT sequence_privs_are('lantern', 'tasks_jobid_seq', 'public', ARRAY['SELECT', 'USAGE'],
                           'PUBLIC may use lantern.tasks_jobid_seq (the jobid default) but not setval it');
 
 SELECT table_privs_are('_lantern_fdw', 'task_log', 'public', ARRAY[]::name[],
                        'PUBLIC has no privilege on _lantern_fdw.task_log');
+SELECT table_privs_are('_lantern_fdw', 'task_output', 'public', ARRAY[]::name[],
+                       'PUBLIC has no privilege on _lantern_fdw.task_output');
 SELECT ok(NOT has_table_privilege('regress_lantern_a', '_lantern_fdw.task_log', 'SELECT'), 'an ordinary role cannot SELECT the store');
 SELECT ok(NOT has_table_privilege('regress_lantern_a', '_lantern_fdw.task_log', 'INSERT'), 'an ordinary role cannot INSERT into the store');
 SELECT ok(NOT has_table_privilege('regress_lantern_a', '_lantern_fdw.task_log', 'UPDATE'), 'an ordinary role cannot UPDATE the store');
@@ -76,6 +82,10 @@ SET ROLE regress_lantern_a;
 
 SELECT throws_ok('SELECT * FROM _lantern_fdw.task_log', '42501', NULL,
                  'an ordinary role cannot read the store directly');
+SELECT throws_ok('SELECT * FROM _lantern_fdw.task_output', '42501', NULL,
+                 'an ordinary role cannot read the stored output directly');
+SELECT throws_ok($$INSERT INTO _lantern_fdw.task_output VALUES (1, 1, 'SELECT 1', 'SELECT 1', 1, now(), '0', NULL, NULL, false)$$,
+                 '42501', NULL, 'an ordinary role cannot write output directly');
 SELECT throws_ok($$INSERT INTO _lantern_fdw.task_log (jobid, query, username, started_at, status, run_as, login_role, board_id)
                    VALUES (999999, 'SELECT 1', 'postgres', now(), 'queued', 10, 10, 0)$$, '42501', NULL,
                  'an ordinary role cannot write the store directly');
@@ -116,6 +126,11 @@ SELECT throws_ok($$SELECT _lantern_fdw.record_end((SELECT jobid FROM ids WHERE n
                  '42501', 'only the lantern_fdw executor may record the end of task '
                           || (SELECT jobid FROM ids WHERE name = 'a'),
                  'a client cannot forge its task''s outcome');
+SELECT throws_ok($$SELECT _lantern_fdw.record_output((SELECT jobid FROM ids WHERE name = 'a'), 1, 'SELECT 1', 'SELECT 1',
+                                                     1, 0, 0, NULL, NULL, false)$$,
+                 '42501', 'only the lantern_fdw executor may record the output of task '
+                          || (SELECT jobid FROM ids WHERE name = 'a'),
+                 'a client cannot forge its task''s output');
 
 SELECT is(lantern.cancel_task((SELECT jobid FROM ids WHERE name = 'a')), true,
           'a role may cancel its own task');

@@ -2,8 +2,10 @@
 # the new library loaded and tasks in every state: ended tasks keep their
 # history, the running one ends normally, the queued ones run once
 # afterwards, lantern.tasks looks the same and the new functions work. A
-# second database keeps 0.1.0 (never updated): its tasks still run under the
-# new library, or are refused with an error that names the update.
+# second database keeps 0.1.0 until the end: its tasks still run under the
+# new library, or are refused with an error that names the update; it has
+# no task output, so they end at once with their outcome recorded alone,
+# and once it is updated their output is recorded.
 # (That an updated database has the same objects as a fresh install is
 # checked by the regress test 'versions'.)
 use strict;
@@ -147,6 +149,48 @@ is($node->safe_psql('postgres', 'SELECT count(*) FROM lantern.tasks WHERE durati
 	'restart: nothing is left queued or running in postgres');
 is($node->safe_psql('kept', 'SELECT count(*) FROM lantern.tasks WHERE duration IS NULL'), '0',
 	'restart: nothing is left queued or running in kept');
+
+# ---- task output in the database that kept 0.1.0 -----------------------------
+# Its executor connection is new after the restart: asked with record_start,
+# the database has no _lantern_fdw.record_output, so no recording call
+# names it and fails (a retry would have recorded the outcome alone, using
+# up one of the attempts kept for a late cancel signal).
+my @kept_tasks = (
+	submit($node, 'kept', q{DO $$BEGIN RAISE NOTICE 'kept %', 1; END$$}),
+	submit($node, 'kept', 'SELECT 1/0'),
+	submit($node, 'kept', "INSERT INTO runs VALUES ('kept-output')"));
+is( join(',', map { wait_ended($node, 'kept', $_) } @kept_tasks),
+	'succeeded,failed,succeeded', 'kept at 0.1.0: tasks end with their own outcomes');
+is($node->safe_psql('kept', "SELECT error_message FROM lantern.tasks WHERE jobid = $kept_tasks[1]"),
+	'ERROR:  division by zero', 'kept at 0.1.0: the failed task has its own error');
+is($node->safe_psql('kept', "SELECT count(*) FROM runs WHERE tag = 'kept-output'"), '1', 'kept at 0.1.0: once');
+my $log = slurp_file($node->logfile);
+unlike($log, qr/function _lantern_fdw\.record_output\(.*\) does not exist/,
+	'no recording call failed for want of record_output, in either database');
+unlike($log, qr/could not record the end of task/, 'every outcome was recorded through the task connection');
+
+# Updated, the database takes output: the executor asks again with each
+# record_start until it does (the idle connection is reused).
+$node->safe_psql('kept', 'ALTER EXTENSION lantern_fdw UPDATE');
+my $kept_output = submit($node, 'kept', q{DO $$BEGIN RAISE NOTICE 'kept %', 2; END$$});
+is(wait_ended($node, 'kept', $kept_output), 'succeeded', 'kept, updated: a task runs');
+is( $node->safe_psql('kept',
+		"SELECT statement || '|' || command || '|' || rtrim(messages, E'\\n') FROM lantern.task_output WHERE jobid = $kept_output"),
+	'1|DO|NOTICE:  kept 2', 'kept, updated: its output is recorded');
+my $kept_ids = join(', ', @kept_tasks);
+is($node->safe_psql('kept', "SELECT count(*) FROM lantern.task_output WHERE jobid IN ($kept_ids)"),
+	'0', 'kept, updated: the tasks that ended under 0.1.0 have no output');
+
+# Created again at 0.1.0 under an idle executor connection that was told it
+# could record output: the recording call that names record_output fails,
+# and the outcome is recorded alone at once.
+$node->safe_psql('kept', "DROP EXTENSION lantern_fdw; CREATE EXTENSION lantern_fdw VERSION '$OLD'");
+my $recreated = submit($node, 'kept', 'SELECT 1/0');
+is(wait_ended($node, 'kept', $recreated), 'failed', 'kept, created again at 0.1.0: a task ends with its outcome');
+is($node->safe_psql('kept', "SELECT error_message FROM lantern.tasks WHERE jobid = $recreated"),
+	'ERROR:  division by zero', 'kept, created again at 0.1.0: and its own error');
+unlike(slurp_file($node->logfile), qr/could not record the end of task/,
+	'kept, created again at 0.1.0: the outcome was recorded through the task connection');
 
 $node->stop;
 check_server_log($node);
