@@ -12,7 +12,6 @@
 
 namespace lantern {
 
-constexpr long kConnectTimeoutMs = 10000;
 constexpr long kCancelRetryMs = 100;
 constexpr long kCannotConnectPauseMs = 1000;
 // How long to start nothing once a backend has died without cleaning up: the
@@ -324,14 +323,23 @@ Tasks::dispatch()
 void
 Tasks::start_job(Job &job)
 {
-	// Reuse an idle connection of the same database and login role.
+	// Reuse an idle connection of the same database and login role, or go
+	// on with one opened ahead of this task (or of another of the pair).
 	job.conn = pool_.take(job.dboid, job.connect_as);
-	if (job.conn) {
-		set_step(job, Step::Starting);
-		send_record_start(job);
+	if (!job.conn) {
+		connect(job);
 		return;
 	}
-	connect(job);
+	if (!job.conn->dbname.empty())
+		job.dbname = job.conn->dbname;
+	job.conn->wish = SlotRef{-1, 0};
+	if (job.conn->opening || job.conn->warming) {
+		job.connect_poll = job.conn->opening ? job.conn->poll : PGRES_POLLING_READING;
+		job.connect_deadline = job.conn->deadline;
+		return; // Connecting: poll_connect goes on
+	}
+	set_step(job, Step::Starting);
+	send_record_start(job);
 }
 
 void
@@ -375,6 +383,19 @@ Tasks::poll_connect(Job &job)
 	}
 	job.conn->ready = false;
 	PGconn *pg = job.conn->pg.get();
+	if (job.conn->warming) {
+		// Opened ahead of the task, its backend was checked and is loading
+		// its caches: once that is done, the task starts.
+		if (!connection_warm_up_done(*job.conn))
+			return;
+		if (job.conn->warming || PQstatus(pg) != CONNECTION_OK) {
+			connection_failed(job, PQerrorMessage(pg));
+			return;
+		}
+		set_step(job, Step::Starting);
+		send_record_start(job);
+		return;
+	}
 	job.connect_poll = PQconnectPoll(pg);
 	if (job.connect_poll == PGRES_POLLING_FAILED) {
 		connection_failed(job, PQerrorMessage(pg));
@@ -382,6 +403,7 @@ Tasks::poll_connect(Job &job)
 	}
 	if (job.connect_poll != PGRES_POLLING_OK)
 		return;
+	job.conn->opening = false;
 	PQsetnonblocking(pg, 1);
 	PQsetNoticeProcessor(pg, discard_notice, nullptr);
 	job.conn->backend_pid = PQbackendPID(pg);
