@@ -3,7 +3,8 @@
 # task runs on that very backend once the transaction commits; an aborted
 # submission's connection only waits, idle, and the task never runs; idle
 # connections are bounded by lantern_fdw.max_idle_connections (also after
-# a burst, and 0 keeps none); DROP DATABASE is not blocked by them.
+# a burst, and 0 keeps none); a pair whose tasks keep arriving gets a
+# replacement connection; DROP DATABASE is not blocked by them.
 use strict;
 use warnings;
 
@@ -100,6 +101,21 @@ ok(poll_for($node, 'postgres', "SELECT pids <> '' FROM (" . $spare_sql->('pre') 
 	'drop database: an idle connection to pre is kept');
 my ($ret, $out, $err) = $node->psql('postgres', 'DROP DATABASE pre');
 is($ret, 0, 'drop database: DROP DATABASE pre is not blocked by the idle connection') or diag($err);
+
+# ---- a pair whose tasks keep arriving gets a replacement ---------------------------
+# The second task of a pair takes the connection the first one left; as the
+# pair's tasks keep arriving, the executor opens another in the background.
+$node->safe_psql('postgres', 'CREATE DATABASE rep');
+$node->safe_psql('rep', 'CREATE EXTENSION lantern_fdw; CREATE TABLE runs (tag text, pid int)');
+my $r1 = $node->safe_psql('rep', "SELECT lantern.async_task('INSERT INTO runs VALUES (''r1'', pg_backend_pid())')");
+is(wait_ended($node, 'rep', $r1), 'succeeded', 'replacement: the first task ran');
+ok(poll_for($node, 'postgres', $spare_count->('rep'), '1', 60), 'replacement: its connection stays idle');
+my $r2 = $node->safe_psql('rep', "SELECT lantern.async_task('INSERT INTO runs VALUES (''r2'', pg_backend_pid())')");
+is(wait_ended($node, 'rep', $r2), 'succeeded', 'replacement: the second task ran');
+is($node->safe_psql('rep', "SELECT count(DISTINCT pid) FROM runs"), '1',
+	'replacement: the second task ran on the first one\'s connection');
+ok(poll_for($node, 'postgres', $spare_count->('rep'), '2', 60),
+	'replacement: a second connection was opened for the pair, and both stay (max_idle_connections = 2)');
 
 # ---- max_idle_connections = 0: nothing is kept ----------------------------------
 $node->safe_psql('postgres', "ALTER SYSTEM SET lantern_fdw.max_idle_connections = 0; SELECT pg_reload_conf()");
