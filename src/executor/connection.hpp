@@ -122,8 +122,8 @@ class ConnectionPool {
 	bool has_spare(Oid dboid, const std::string &user) const;
 	// Makes room for one more spare connection; false if there is none.
 	bool make_room();
-	// Whether this pair took a connection within idle_connection_timeout
-	// before now; notes this arrival.
+	// Whether a task of this pair started (looked for a spare connection)
+	// within idle_connection_timeout before now; notes this arrival.
 	bool arriving_often(Oid dboid, const std::string &user, TimestampTz now);
 };
 
