@@ -17,6 +17,10 @@ struct Board {
 	bool recovery_needed; // until the executor has had every database recovered
 	Oid recovery_ack;	  // the database a recovery worker last finished
 	uint32 close_idle_requests; // bumped to make the executor close idle connections
+	// Connections wished for by submitters (board_wish_connection): a ring of
+	// the latest kConnectWishes; wish_seq counts every wish ever made.
+	pg_atomic_uint64 wish_seq;
+	SlotRef wishes[kConnectWishes];
 	// Databases whose stores hold committed tasks that are not on the board
 	// (the queue: see board.hpp); waiting_gen is bumped on every note.
 	int nwaiting;
@@ -163,6 +167,7 @@ board_shmem_startup()
 		ConditionVariableInit(&the_board->task_ended);
 		the_board->board_id = static_cast<uint64>(GetCurrentTimestamp()) ^ (static_cast<uint64>(getpid()) << 48);
 		the_board->next_queue_seq = 1;
+		pg_atomic_init_u64(&the_board->wish_seq, 0);
 		the_board->recovery_needed = true;
 		the_board->nslots = guc_max_tasks;
 		the_board->active_head = the_board->queue_head = the_board->queue_tail = -1;
@@ -290,6 +295,34 @@ board_request_close_idle()
 	the_board->close_idle_requests++;
 	LWLockRelease(the_board->lock);
 	board_wake_executor();
+}
+
+void
+board_wish_connection(int index, uint32 generation)
+{
+	LWLockAcquire(the_board->lock, LW_EXCLUSIVE);
+	uint64 seq = pg_atomic_read_u64(&the_board->wish_seq);
+	the_board->wishes[seq % kConnectWishes] = SlotRef{index, generation};
+	pg_atomic_write_u64(&the_board->wish_seq, seq + 1);
+	LWLockRelease(the_board->lock);
+	board_wake_executor();
+}
+
+int
+board_take_wishes(uint64 *seen, SlotRef *out)
+{
+	// Unlocked first: on most passes of the executor's loop nothing is new.
+	if (pg_atomic_read_u64(&the_board->wish_seq) == *seen)
+		return 0;
+	LWLockAcquire(the_board->lock, LW_SHARED);
+	uint64 seq = pg_atomic_read_u64(&the_board->wish_seq);
+	uint64 from = Max(*seen, seq >= kConnectWishes ? seq - kConnectWishes : 0);
+	int n = 0;
+	for (uint64 i = from; i < seq; i++)
+		out[n++] = the_board->wishes[i % kConnectWishes];
+	LWLockRelease(the_board->lock);
+	*seen = seq;
+	return n;
 }
 
 uint32

@@ -152,6 +152,15 @@ bool board_take_recovery_ack(Oid dboid);
 // Asks the executor to close its idle connections.
 void board_request_close_idle();
 uint32 board_close_idle_requests();
+// A submitter's first task in a transaction asks the executor to open a
+// connection for the task's database and login role now, so that the
+// backend starts while the transaction is still open (docs/design.md,
+// "Connections"). Takes the lock; wakes the executor.
+constexpr int kConnectWishes = 16;
+void board_wish_connection(int index, uint32 generation);
+// The wishes made since *seen (at most the last kConnectWishes), into out
+// (room for kConnectWishes); advances *seen. Returns how many.
+int board_take_wishes(uint64 *seen, SlotRef *out);
 
 // ---- the queue beyond the board ----
 // A submission that finds the board full (or its database's queue already

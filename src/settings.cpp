@@ -12,6 +12,7 @@ int guc_max_parallel_tasks_per_role = 0;
 char *guc_host = nullptr;
 char *guc_connection_options = nullptr;
 int guc_idle_connection_timeout_ms = 10000;
+int guc_max_idle_connections = 8;
 int guc_task_retention_s = 0;
 int guc_default_max_runtime_ms = 0;
 int guc_max_output_size = 1024 * 1024; // bytes (issue 12)
@@ -74,6 +75,10 @@ define_settings()
 							"How long an idle task connection is kept for reuse.", "0 closes it after each task.",
 							&guc_idle_connection_timeout_ms, 10000, 0, INT_MAX, PGC_SIGHUP, GUC_UNIT_MS, nullptr,
 							nullptr, nullptr);
+	DefineCustomIntVariable("lantern_fdw.max_idle_connections",
+							"Maximum number of task connections the executor keeps open without a task.",
+							"Idle connections kept for reuse, and connections opened ahead of tasks being submitted.",
+							&guc_max_idle_connections, 8, 0, 1024, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
 	DefineCustomIntVariable("lantern_fdw.task_retention", "How long ended tasks are kept in lantern.tasks.",
 							"0 keeps them forever.", &guc_task_retention_s, 0, 0, INT_MAX, PGC_SIGHUP, GUC_UNIT_S,
 							nullptr, nullptr, nullptr);

@@ -53,10 +53,18 @@ xact_reserve_room(int count)
 	pending_reserve(count);
 }
 
+static bool wished_connection = false; // in this transaction
+
 void
 xact_note_submit(int index, uint32 generation)
 {
 	pending_add(PendingKind::Submit, index, generation, SlotState::Reserved);
+	// The first task of the transaction has the executor open its connection
+	// while the transaction goes on (it never waits for it).
+	if (!wished_connection) {
+		wished_connection = true;
+		board_wish_connection(index, generation);
+	}
 }
 
 void
@@ -144,6 +152,9 @@ xact_note_store_submit(TimestampTz due)
 static void
 xact_callback(XactEvent event, void *)
 {
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_ABORT)
+		wished_connection = false;
 	if (store_submitted) {
 		if (event == XACT_EVENT_PRE_PREPARE)
 			ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),

@@ -92,7 +92,7 @@ Executor::wait(long timeout_ms)
 	pool_.add_sockets(wanted);
 	// A connection attempt may close and reopen its socket: rebuild the set
 	// while one is under way.
-	for (pgsocket fd : waiter_.wait(wanted, tasks_.connecting(), timeout_ms)) {
+	for (pgsocket fd : waiter_.wait(wanted, tasks_.connecting() || pool_.connecting(), timeout_ms)) {
 		tasks_.mark_ready(fd);
 		pool_.mark_ready(fd);
 	}
@@ -111,8 +111,10 @@ Executor::run()
 			maintenance_.reloaded(); // apply a new retention at once
 		}
 		tasks_.apply_cancels(GetCurrentTimestamp());
+		pool_.open_wished(); // before the commit of the tasks wished for, with luck
 		tasks_.dispatch();
 		tasks_.poll();
+		pool_.poll(GetCurrentTimestamp());
 		if (!tasks_.full())
 			tasks_.dispatch(); // take the places of the jobs that just ended
 		TimestampTz now = GetCurrentTimestamp();

@@ -29,6 +29,45 @@ slots_take_queue_head(Oid dboid, const char *connect_as, int backend_pid, TaskSl
 	return taken;
 }
 
+std::vector<WishedTask>
+slots_new_wishes(uint64 *seen)
+{
+	std::vector<WishedTask> wished;
+	wished.reserve(kConnectWishes);
+	pg_guarded([&] {
+		SlotRef refs[kConnectWishes];
+		int n = board_take_wishes(seen, refs);
+		if (n == 0)
+			return;
+		board_acquire(LW_SHARED);
+		for (int i = 0; i < n; i++) {
+			TaskSlot *s = board_slot_of(refs[i]);
+			if (s != nullptr && (s->state == SlotState::Reserved || s->state == SlotState::Queued))
+				wished.push_back(WishedTask{refs[i], s->dboid, s->connect_as});
+		}
+		board_release();
+	});
+	return wished;
+}
+
+std::vector<bool>
+slots_waiting(const std::vector<SlotRef> &refs)
+{
+	std::vector<bool> waiting(refs.size(), false);
+	const SlotRef *r = refs.data();
+	size_t n = refs.size();
+	pg_guarded([&] {
+		board_acquire(LW_SHARED);
+		for (size_t i = 0; i < n; i++) {
+			TaskSlot *s = board_slot_of(r[i]);
+			waiting[i] = s != nullptr && (s->state == SlotState::Reserved || s->state == SlotState::Queued ||
+										  s->state == SlotState::Canceling);
+		}
+		board_release();
+	});
+	return waiting;
+}
+
 void
 slots_set_backend(const SlotRef &ref, int backend_pid)
 {

@@ -14,6 +14,18 @@ namespace lantern {
 // dboid is valid, it runs in database dboid as login role connect_as; the
 // slot gets backend_pid (0: none yet). Copies the slot into *copy.
 bool slots_take_queue_head(Oid dboid, const char *connect_as, int backend_pid, TaskSlot *copy, SlotRef *ref);
+// A task whose submitter wished for a connection (board_wish_connection),
+// still waiting (Reserved or Queued): where it will connect.
+struct WishedTask {
+	SlotRef ref;
+	Oid dboid;
+	NameData connect_as;
+};
+// The wishes made since *seen whose tasks still wait; advances *seen.
+std::vector<WishedTask> slots_new_wishes(uint64 *seen);
+// Whether each of refs still holds its task, not yet started (Reserved,
+// Queued, or Canceling in a transaction that may abort).
+std::vector<bool> slots_waiting(const std::vector<SlotRef> &refs);
 // Starting: the backend of the task's connection.
 void slots_set_backend(const SlotRef &ref, int backend_pid);
 // Moves the slot of ref (if it still holds the task) to `to`: Running,

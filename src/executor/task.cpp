@@ -12,7 +12,6 @@
 
 namespace lantern {
 
-constexpr long kConnectTimeoutMs = 10000;
 constexpr long kCancelRetryMs = 100;
 constexpr long kCannotConnectPauseMs = 1000;
 // How long to start nothing once a backend has died without cleaning up: the
@@ -32,19 +31,12 @@ const char *const kResetSession = "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT;
 								  "UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD SEQUENCES; "
 								  "DISCARD TEMP; ";
 
-// Asked with record_start until the answer is yes: whether the connection's
-// database can take task output. A database still on SQL 0.1.0 (the library
-// updated, ALTER EXTENSION lantern_fdw UPDATE not run yet) has no
-// record_output; its tasks' outcomes are recorded alone until it is updated.
-const char *const kOutputProbe = "; SELECT to_regprocedure('_lantern_fdw.record_output(bigint, integer, text, text, "
-								 "bigint, bigint, bigint, text, jsonb, boolean)') IS NOT NULL AS lantern_fdw_output";
-
 static std::string
 record_start_sql(int64 jobid, const Connection &conn)
 {
 	std::string sql = "SELECT * FROM _lantern_fdw.record_start(" + std::to_string(jobid) + ")";
 	if (conn.output != OutputRecording::Yes)
-		sql += kOutputProbe;
+		sql += std::string("; ") + kOutputProbe;
 	return sql;
 }
 
@@ -330,14 +322,23 @@ Tasks::dispatch()
 void
 Tasks::start_job(Job &job)
 {
-	// Reuse an idle connection of the same database and login role.
+	// Reuse an idle connection of the same database and login role, or go
+	// on with one opened ahead of this task (or of another of the pair).
 	job.conn = pool_.take(job.dboid, job.connect_as);
-	if (job.conn) {
-		set_step(job, Step::Starting);
-		send_record_start(job);
+	if (!job.conn) {
+		connect(job);
 		return;
 	}
-	connect(job);
+	if (!job.conn->dbname.empty())
+		job.dbname = job.conn->dbname;
+	job.conn->wish = SlotRef{-1, 0};
+	if (job.conn->opening || job.conn->warming) {
+		job.connect_poll = job.conn->opening ? job.conn->poll : PGRES_POLLING_READING;
+		job.connect_deadline = job.conn->deadline;
+		return; // Connecting: poll_connect goes on
+	}
+	set_step(job, Step::Starting);
+	send_record_start(job);
 }
 
 void
@@ -381,6 +382,19 @@ Tasks::poll_connect(Job &job)
 	}
 	job.conn->ready = false;
 	PGconn *pg = job.conn->pg.get();
+	if (job.conn->warming) {
+		// Opened ahead of the task, its backend was checked and is loading
+		// its caches: once that is done, the task starts.
+		if (!connection_warm_up_done(*job.conn))
+			return;
+		if (job.conn->warming || PQstatus(pg) != CONNECTION_OK) {
+			connection_failed(job, PQerrorMessage(pg));
+			return;
+		}
+		set_step(job, Step::Starting);
+		send_record_start(job);
+		return;
+	}
 	job.connect_poll = PQconnectPoll(pg);
 	if (job.connect_poll == PGRES_POLLING_FAILED) {
 		connection_failed(job, PQerrorMessage(pg));
@@ -388,6 +402,7 @@ Tasks::poll_connect(Job &job)
 	}
 	if (job.connect_poll != PGRES_POLLING_OK)
 		return;
+	job.conn->opening = false;
 	PQsetnonblocking(pg, 1);
 	PQsetNoticeProcessor(pg, discard_notice, nullptr);
 	job.conn->backend_pid = PQbackendPID(pg);
@@ -575,11 +590,8 @@ Tasks::handle_result(Job &job, PGresult *res)
 				output_rows(job, res); // the columns of an empty result
 			break;
 		}
-		if (PQnfields(res) == 1 && strcmp(PQfname(res, 0), "lantern_fdw_output") == 0) { // kOutputProbe's answer
-			bool yes = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
-			job.conn->output = yes ? OutputRecording::Yes : OutputRecording::No;
+		if (connection_read_output_probe(*job.conn, res))
 			break;
-		}
 		// record_start's rows: the statements of this job, or of the one chained to it.
 		Job *target = job.step == Step::Starting ? &job : nullptr;
 		if (job.step == Step::Recording && job.chained != nullptr && PQnfields(res) == 1 &&
