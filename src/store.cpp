@@ -2,9 +2,12 @@
 // read and written directly (no SPI, no ACL checks: the table's privileges
 // belong to its owner alone, and each caller here checks its own rights).
 #include "pg.hpp"
+#include "compat.hpp"
 #include "store.hpp"
 
 extern "C" {
+#include "access/amapi.h"
+#include "catalog/index.h"
 #include "commands/async.h"
 #include "utils/json.h"
 }
@@ -12,6 +15,10 @@ extern "C" {
 namespace lantern {
 
 static const char *const kStoreSchema = "_lantern_fdw";
+
+// The partial indexes of the rows that wait in the store (0.2.0), which the
+// loader reads; store_begin_scan_waiting.
+static const char *const kWaitingIndex[] = {"task_log_waiting_queued", "task_log_waiting_scheduled"};
 
 Oid
 store_namespace(bool missing_ok)
@@ -134,6 +141,19 @@ store_begin_scan_from(Store *s, Snapshot snap, int64 from)
 	return systable_beginscan(s->rel, RelationGetRelid(s->pkey), true, snap, 1, &key);
 }
 
+SysScanDesc
+store_begin_scan_waiting(Store *s, Snapshot snap, WaitingRows which, int64 from)
+{
+	Oid index = get_relname_relid(kWaitingIndex[which == WaitingRows::Queued ? 0 : 1], RelationGetNamespace(s->rel));
+	if (!OidIsValid(index))
+		return nullptr;
+	if (which == WaitingRows::Scheduled)
+		return systable_beginscan(s->rel, index, true, snap, 0, nullptr);
+	ScanKeyData key;
+	ScanKeyInit(&key, Col_jobid, BTGreaterEqualStrategyNumber, F_INT8GE, Int64GetDatum(from));
+	return systable_beginscan(s->rel, index, true, snap, 1, &key);
+}
+
 HeapTuple
 store_scan_next(SysScanDesc scan)
 {
@@ -154,6 +174,80 @@ store_fetch(Store *s, int64 jobid, Snapshot snap)
 	HeapTuple copy = HeapTupleIsValid(tup) ? heap_copytuple(tup) : nullptr;
 	systable_endscan(scan);
 	return copy;
+}
+
+// ---- index entries ----
+
+// Whether row, a version of a store row, belongs in waiting index k: its
+// predicate (status = 'queued' AND board_id = 0, status = 'scheduled'),
+// decided without an executor.
+static bool
+waiting_index_covers(const Store *s, HeapTuple row, int k)
+{
+	TupleDesc desc = RelationGetDescr(s->rel);
+	bool isnull;
+	Datum status = heap_getattr(row, Col_status, desc, &isnull);
+	if (isnull)
+		return false;
+	text *t = DatumGetTextPP(status);
+	const char *want = k == 0 ? "queued" : "scheduled";
+	size_t len = VARSIZE_ANY_EXHDR(t);
+	if (len != strlen(want) || memcmp(VARDATA_ANY(t), want, len) != 0)
+		return false;
+	if (k == 1)
+		return true;
+	Datum board = heap_getattr(row, Col_board_id, desc, &isnull);
+	return !isnull && DatumGetInt64(board) == static_cast<int64>(kNotOnBoard);
+}
+
+// The index entries of a new row version, as CatalogIndexInsert makes them
+// but for partial and expression indexes too: the waiting indexes get only
+// the rows their predicate covers (decided here, without an executor);
+// any other partial or expression index (one a superuser added) through
+// the executor. update: NULL for an insert.
+static void
+store_insert_index_entries(Store *s, HeapTuple tup, const CompatUpdateIndexes *update)
+{
+	CatalogIndexState indstate = CatalogOpenIndexes(s->rel);
+	TupleTableSlot *slot = MakeSingleTupleTableSlot(RelationGetDescr(s->rel), &TTSOpsHeapTuple);
+	ExecStoreHeapTuple(tup, slot, false);
+	EState *estate = nullptr;
+	for (int i = 0; i < indstate->ri_NumIndices; i++) {
+		IndexInfo *info = indstate->ri_IndexRelationInfo[i];
+		Relation index = indstate->ri_IndexRelationDescs[i];
+		if (!info->ii_ReadyForInserts)
+			continue;
+		if (update != nullptr && !compat_update_needs_entry(*update, tup, index))
+			continue;
+		int waiting = -1;
+		for (int k = 0; k < 2; k++)
+			if (strcmp(RelationGetRelationName(index), kWaitingIndex[k]) == 0 &&
+				RelationGetNamespace(index) == RelationGetNamespace(s->rel))
+				waiting = k;
+		if (waiting >= 0 && info->ii_Expressions == NIL) {
+			if (!waiting_index_covers(s, tup, waiting))
+				continue;
+		} else if (info->ii_Predicate != NIL || info->ii_Expressions != NIL) {
+			if (estate == nullptr) {
+				estate = CreateExecutorState();
+				GetPerTupleExprContext(estate)->ecxt_scantuple = slot;
+			}
+			if (info->ii_Predicate != NIL) {
+				ExprState *pred = ExecPrepareQual(info->ii_Predicate, estate);
+				if (!ExecQual(pred, GetPerTupleExprContext(estate)))
+					continue;
+			}
+		}
+		Datum values[INDEX_MAX_KEYS];
+		bool isnull[INDEX_MAX_KEYS];
+		FormIndexDatum(info, slot, estate, values, isnull);
+		index_insert(index, values, isnull, &tup->t_self, s->rel,
+					 index->rd_index->indisunique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO, false, info);
+	}
+	if (estate != nullptr)
+		FreeExecutorState(estate);
+	ExecDropSingleTupleTableSlot(slot);
+	CatalogCloseIndexes(indstate);
 }
 
 void
@@ -186,7 +280,8 @@ store_insert(Store *s, const NewRow &row)
 						errhint("Update the extension: ALTER EXTENSION lantern_fdw UPDATE.")));
 	values[Col_keep_result - 1] = BoolGetDatum(row.keep_result);
 	HeapTuple tup = heap_form_tuple(RelationGetDescr(s->rel), values, nulls);
-	CatalogTupleInsert(s->rel, tup);
+	simple_heap_insert(s->rel, tup);
+	store_insert_index_entries(s, tup, nullptr);
 	heap_freetuple(tup);
 }
 
@@ -194,7 +289,9 @@ static void
 store_update(Store *s, HeapTuple old, Datum *values, bool *nulls, bool *replace, bool increment = true)
 {
 	HeapTuple updated = heap_modify_tuple(old, RelationGetDescr(s->rel), values, nulls, replace);
-	CatalogTupleUpdate(s->rel, &old->t_self, updated);
+	CompatUpdateIndexes update{};
+	compat_simple_heap_update(s->rel, &old->t_self, updated, &update);
+	store_insert_index_entries(s, updated, &update);
 	heap_freetuple(updated);
 	if (increment)
 		CommandCounterIncrement();
