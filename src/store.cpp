@@ -8,6 +8,7 @@
 extern "C" {
 #include "access/amapi.h"
 #include "catalog/index.h"
+#include "catalog/pg_index.h"
 #include "commands/async.h"
 #include "utils/json.h"
 }
@@ -202,52 +203,64 @@ waiting_index_covers(const Store *s, HeapTuple row, int k)
 
 // The index entries of a new row version, as CatalogIndexInsert makes them
 // but for partial and expression indexes too: the waiting indexes get only
-// the rows their predicate covers (decided here, without an executor);
-// any other partial or expression index (one a superuser added) through
-// the executor. update: NULL for an insert.
+// the rows their predicate covers (decided here, without an executor, and
+// without building their IndexInfo for the rows they do not cover); any
+// other partial or expression index (one a superuser added) through the
+// executor. update: NULL for an insert.
 static void
 store_insert_index_entries(Store *s, HeapTuple tup, const CompatUpdateIndexes *update)
 {
-	CatalogIndexState indstate = CatalogOpenIndexes(s->rel);
-	TupleTableSlot *slot = MakeSingleTupleTableSlot(RelationGetDescr(s->rel), &TTSOpsHeapTuple);
-	ExecStoreHeapTuple(tup, slot, false);
+	List *indexes = RelationGetIndexList(s->rel);
+	TupleTableSlot *slot = nullptr;
 	EState *estate = nullptr;
-	for (int i = 0; i < indstate->ri_NumIndices; i++) {
-		IndexInfo *info = indstate->ri_IndexRelationInfo[i];
-		Relation index = indstate->ri_IndexRelationDescs[i];
-		if (!info->ii_ReadyForInserts)
-			continue;
-		if (update != nullptr && !compat_update_needs_entry(*update, tup, index))
-			continue;
+	ListCell *lc;
+	foreach (lc, indexes) {
+		// The primary key is open already (store_open).
+		bool own = lfirst_oid(lc) != RelationGetRelid(s->pkey);
+		Relation index = own ? index_open(lfirst_oid(lc), RowExclusiveLock) : s->pkey;
+		bool plain = heap_attisnull(index->rd_indextuple, Anum_pg_index_indexprs, nullptr) &&
+					 heap_attisnull(index->rd_indextuple, Anum_pg_index_indpred, nullptr);
 		int waiting = -1;
-		for (int k = 0; k < 2; k++)
-			if (strcmp(RelationGetRelationName(index), kWaitingIndex[k]) == 0 &&
-				RelationGetNamespace(index) == RelationGetNamespace(s->rel))
-				waiting = k;
-		if (waiting >= 0 && info->ii_Expressions == NIL) {
-			if (!waiting_index_covers(s, tup, waiting))
-				continue;
-		} else if (info->ii_Predicate != NIL || info->ii_Expressions != NIL) {
+		if (!plain && heap_attisnull(index->rd_indextuple, Anum_pg_index_indexprs, nullptr) &&
+			RelationGetNamespace(index) == RelationGetNamespace(s->rel))
+			for (int k = 0; k < 2; k++)
+				if (strcmp(RelationGetRelationName(index), kWaitingIndex[k]) == 0)
+					waiting = k;
+		bool wanted = index->rd_index->indisready &&
+					  (update == nullptr || compat_update_needs_entry(*update, tup, index)) &&
+					  (waiting < 0 || waiting_index_covers(s, tup, waiting));
+		if (wanted && slot == nullptr) {
+			slot = MakeSingleTupleTableSlot(RelationGetDescr(s->rel), &TTSOpsHeapTuple);
+			ExecStoreHeapTuple(tup, slot, false);
+		}
+		IndexInfo *info = nullptr;
+		if (wanted && (plain || waiting >= 0)) {
+			info = BuildDummyIndexInfo(index); // key columns only: nothing to evaluate
+		} else if (wanted) {
+			info = BuildIndexInfo(index);
 			if (estate == nullptr) {
 				estate = CreateExecutorState();
 				GetPerTupleExprContext(estate)->ecxt_scantuple = slot;
 			}
-			if (info->ii_Predicate != NIL) {
-				ExprState *pred = ExecPrepareQual(info->ii_Predicate, estate);
-				if (!ExecQual(pred, GetPerTupleExprContext(estate)))
-					continue;
-			}
+			if (info->ii_Predicate != NIL &&
+				!ExecQual(ExecPrepareQual(info->ii_Predicate, estate), GetPerTupleExprContext(estate)))
+				info = nullptr;
 		}
-		Datum values[INDEX_MAX_KEYS];
-		bool isnull[INDEX_MAX_KEYS];
-		FormIndexDatum(info, slot, estate, values, isnull);
-		index_insert(index, values, isnull, &tup->t_self, s->rel,
-					 index->rd_index->indisunique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO, false, info);
+		if (info != nullptr) {
+			Datum values[INDEX_MAX_KEYS];
+			bool isnull[INDEX_MAX_KEYS];
+			FormIndexDatum(info, slot, estate, values, isnull);
+			index_insert(index, values, isnull, &tup->t_self, s->rel,
+						 index->rd_index->indisunique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO, false, info);
+		}
+		if (own)
+			index_close(index, RowExclusiveLock);
 	}
+	list_free(indexes);
 	if (estate != nullptr)
 		FreeExecutorState(estate);
-	ExecDropSingleTupleTableSlot(slot);
-	CatalogCloseIndexes(indstate);
+	if (slot != nullptr)
+		ExecDropSingleTupleTableSlot(slot);
 }
 
 void
