@@ -130,6 +130,13 @@ ALTER TABLE _lantern_fdw.task_log
     ADD COLUMN run_started_at timestamp with time zone,
     -- issue 12 (task output): keep the rows of the last statement
     ADD COLUMN keep_result boolean NOT NULL DEFAULT false;
+-- The tasks that wait in the store (issue 11), for the loader: queued ones in
+-- jobid order, scheduled ones in run_at order. Partial, so a loader reads
+-- only the rows still waiting, however large the history.
+CREATE INDEX task_log_waiting_queued ON _lantern_fdw.task_log (jobid)
+    WHERE status = 'queued' AND board_id = 0;
+CREATE INDEX task_log_waiting_scheduled ON _lantern_fdw.task_log (run_at)
+    WHERE status = 'scheduled';
 DROP FUNCTION lantern.async_task(text, text);
 CREATE FUNCTION lantern.async_task(query text, job_name text DEFAULT NULL,
                                    run_at timestamp with time zone DEFAULT NULL,

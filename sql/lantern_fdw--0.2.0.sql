@@ -94,6 +94,13 @@ CREATE TABLE _lantern_fdw.task_log (
     CONSTRAINT task_log_pkey PRIMARY KEY (jobid)
 );
 REVOKE ALL ON _lantern_fdw.task_log FROM PUBLIC;
+-- The tasks that wait in the store (issue 11), for the loader: queued ones in
+-- jobid order, scheduled ones in run_at order. Partial, so a loader reads
+-- only the rows still waiting, however large the history.
+CREATE INDEX task_log_waiting_queued ON _lantern_fdw.task_log (jobid)
+    WHERE status = 'queued' AND board_id = 0;
+CREATE INDEX task_log_waiting_scheduled ON _lantern_fdw.task_log (run_at)
+    WHERE status = 'scheduled';
 
 CREATE FUNCTION _lantern_fdw.handler() RETURNS fdw_handler
     AS 'MODULE_PATHNAME', 'lantern_fdw_handler' LANGUAGE C STRICT;

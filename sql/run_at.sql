@@ -25,6 +25,32 @@ SELECT status, error_message, duration IS NOT NULL AS ended FROM lantern.tasks W
 SELECT lantern.wait_task(:far, '1 s');
 SELECT to_regclass('run_at_never') IS NULL AS never_ran;
 
+-- Canceled while its loader waits for it: the executor starts a loader a
+-- little before run_at, and the loader waits for run_at; the cancel wins.
+-- (Its first statement waits, so that a cancel that comes late, on a busy
+-- machine, still finds it before its CREATE TABLE.)
+SELECT lantern.async_task('SELECT pg_sleep(30); CREATE TABLE run_at_never (i int)', 'soon',
+                          clock_timestamp() + interval '1 s') AS soon \gset
+SELECT pg_sleep(0.7);
+SELECT lantern.cancel_task(:soon);
+SELECT lantern.wait_task(:soon, '60 s');
+SELECT pg_sleep(0.6);
+SELECT to_regclass('run_at_never') IS NULL AS never_ran;
+
+-- The store's partial indexes of the rows waiting in it hold the scheduled
+-- rows, and only them (read through the index alone).
+SELECT lantern.async_task('SELECT 1', 'indexed', now() + interval '1 hour') AS indexed \gset
+SET enable_seqscan = off;
+SET enable_bitmapscan = off;
+EXPLAIN (COSTS OFF) SELECT jobid FROM _lantern_fdw.task_log WHERE status = 'scheduled';
+SELECT array_agg(jobid) = ARRAY[:indexed]::bigint[] AS only_it FROM _lantern_fdw.task_log WHERE status = 'scheduled';
+SELECT lantern.cancel_task(:indexed);
+SELECT count(*) FROM _lantern_fdw.task_log WHERE status = 'scheduled';
+EXPLAIN (COSTS OFF) SELECT jobid FROM _lantern_fdw.task_log WHERE status = 'queued' AND board_id = 0;
+SELECT count(*) FROM _lantern_fdw.task_log WHERE status = 'queued' AND board_id = 0;
+RESET enable_seqscan;
+RESET enable_bitmapscan;
+
 -- A scheduled task submitted in a rolled-back transaction leaves nothing.
 BEGIN;
 SELECT lantern.async_task('CREATE TABLE run_at_never (i int)', 'rolled back', now() + interval '1 s') IS NOT NULL AS submitted;
@@ -55,4 +81,4 @@ SELECT count(*) FROM information_schema.columns WHERE table_schema = 'lantern' A
 SELECT string_agg(column_name, ', ' ORDER BY ordinal_position)
   FROM information_schema.columns WHERE table_schema = 'lantern' AND table_name = 'task_details';
 
-DELETE FROM lantern.tasks WHERE jobid IN (:later, :past, :far, :limited, :kept_later);
+DELETE FROM lantern.tasks WHERE jobid IN (:later, :past, :far, :soon, :indexed, :limited, :kept_later);

@@ -52,6 +52,19 @@ DEALLOCATE task_by_id;
 PREPARE task_by_int(int) AS SELECT job_name FROM lantern.tasks WHERE jobid = $1;
 EXECUTE task_by_int(:ok);
 DEALLOCATE task_by_int;
+-- Left to itself, the plan cache settles on the generic plan (jobid = $1)
+-- after five custom ones; it looks the row up by its key all the same.
+PREPARE task_auto(bigint) AS SELECT job_name FROM lantern.tasks WHERE jobid = $1;
+EXECUTE task_auto(:ok);
+EXECUTE task_auto(:failed);
+EXECUTE task_auto(:ok);
+EXECUTE task_auto(:failed);
+EXECUTE task_auto(:ok);
+EXECUTE task_auto(:failed);
+EXECUTE task_auto(999999);
+SELECT generic_plans > 0 AS generic, custom_plans FROM pg_prepared_statements WHERE name = 'task_auto';
+EXPLAIN (COSTS OFF) EXECUTE task_auto(42);
+DEALLOCATE task_auto;
 -- ... and in PL/pgSQL, whose statements are prepared.
 DO $$
 DECLARE

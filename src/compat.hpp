@@ -41,4 +41,35 @@ compat_create_foreignscan_path(PlannerInfo *root, RelOptInfo *rel, double rows, 
 #endif
 }
 
+// PG 16: simple_heap_update reports which indexes need entries for the new
+// row version (TU_UpdateIndexes: none after a HOT update, only summarizing
+// ones after an update that changed only their columns); before, a HOT
+// update marks the new version heap-only. compat_update_needs_entry: whether
+// index needs an entry for the new version tup.
+#if PG_VERSION_NUM >= 160000
+using CompatUpdateIndexes = TU_UpdateIndexes;
+inline void
+compat_simple_heap_update(Relation rel, ItemPointer otid, HeapTuple tup, CompatUpdateIndexes *update)
+{
+	simple_heap_update(rel, otid, tup, update);
+}
+inline bool
+compat_update_needs_entry(CompatUpdateIndexes update, HeapTuple, Relation index)
+{
+	return update == TU_All || (update == TU_Summarizing && index->rd_indam->amsummarizing);
+}
+#else
+using CompatUpdateIndexes = bool; // unused before 16
+inline void
+compat_simple_heap_update(Relation rel, ItemPointer otid, HeapTuple tup, CompatUpdateIndexes *)
+{
+	simple_heap_update(rel, otid, tup);
+}
+inline bool
+compat_update_needs_entry(CompatUpdateIndexes, HeapTuple tup, Relation)
+{
+	return !HeapTupleIsHeapOnly(tup);
+}
+#endif
+
 } // namespace lantern

@@ -34,7 +34,8 @@ struct ScanState {
 	bool started;
 	bool empty; // the key is NULL: no row matches
 	Visibility visibility;
-	LiveState *live; // sorted by jobid
+	bool keyed;		 // a jobid lookup: reads the board per row, copies nothing
+	LiveState *live; // else a copy of the board, sorted by jobid
 	int nlive;
 	HeapTuple tuple; // the current row as lantern.tasks sees it
 };
@@ -160,6 +161,12 @@ begin_foreign_scan(ForeignScanState *node, int eflags)
 	st->key_exprs = ExecInitExprList(plan->fdw_exprs, reinterpret_cast<PlanState *>(node));
 	visibility_init(&st->visibility);
 
+	// A lookup by jobid reads at most one row: it asks the board's index for
+	// that task alone (find_live) rather than copying the board, whose size
+	// is max_tasks.
+	st->keyed = intVal(linitial(plan->fdw_private)) != 0;
+	if (st->keyed)
+		return;
 	// A copy of the live state of this database's tasks, for the overlay.
 	Oid relid = store_relid(&st->store);
 	board_acquire(LW_SHARED);
@@ -208,13 +215,24 @@ start_scan(ForeignScanState *node, ScanState *st)
 	st->empty = false;
 }
 
-static const SlotState *
-find_live(const ScanState *st, int64 jobid)
+// The live state of task jobid, if it has a slot on the board.
+static bool
+find_live(ScanState *st, int64 jobid, SlotState *state)
 {
+	if (st->keyed) {
+		board_acquire(LW_SHARED);
+		int i = board_find(store_relid(&st->store), jobid);
+		if (i >= 0)
+			*state = board_slot(i)->state;
+		board_release();
+		return i >= 0;
+	}
 	LiveState probe{jobid, SlotState::Free};
 	const LiveState *hit =
 		static_cast<const LiveState *>(bsearch(&probe, st->live, st->nlive, sizeof(LiveState), compare_live));
-	return hit ? &hit->state : nullptr;
+	if (hit != nullptr)
+		*state = hit->state;
+	return hit != nullptr;
 }
 
 // Stores the lantern.tasks columns of a deformed store row into slot as a
@@ -247,16 +265,25 @@ iterate_foreign_scan(ForeignScanState *node)
 	HeapTuple row;
 	Datum values[Store_natts];
 	bool nulls[Store_natts];
-	while ((row = store_scan_next(st->scan)) != nullptr) {
+	// The index scan may allocate what it frees only at its end (btree's
+	// killed items, when a lookup meets dead versions of a row): not in the
+	// per-tuple memory the executor resets between rows.
+	MemoryContext query_cxt = node->ss.ps.state->es_query_cxt;
+	for (;;) {
+		MemoryContext old = MemoryContextSwitchTo(query_cxt);
+		row = store_scan_next(st->scan);
+		MemoryContextSwitchTo(old);
+		if (row == nullptr)
+			break;
 		heap_deform_tuple(row, desc, values, nulls);
 		if (!visibility_check(&st->visibility, DatumGetObjectId(values[Col_run_as - 1])))
 			continue;
 		// A task that has not ended takes its status from the board.
 		const char *status = nullptr;
 		if (nulls[Col_duration - 1]) {
-			const SlotState *live = find_live(st, DatumGetInt64(values[Col_jobid - 1]));
-			if (live != nullptr)
-				status = slot_state_status(*live);
+			SlotState live;
+			if (find_live(st, DatumGetInt64(values[Col_jobid - 1]), &live))
+				status = slot_state_status(live);
 		}
 		store_task_values(slot, values, nulls, status);
 		return slot;

@@ -42,14 +42,52 @@ loader_queue_cap()
 	return Max(8, 2 * guc_max_parallel_tasks);
 }
 
+// What became of one row a load looked at.
+enum class RowResult { Skipped, Loaded, NotDue, NoRoom };
+
+// Loads one row of the store that is not on this board: a queued (or due
+// scheduled) one goes onto the board if *room allows, a running one of an
+// earlier server life is failed with the restart; a scheduled one not due
+// yet leaves its run_at in *next_due (the earliest).
+static RowResult
+load_row(Store *store, HeapTuple row, TimestampTz now, int *room, TimestampTz *next_due)
+{
+	TaskRow r;
+	store_read_row(store, row, &r);
+	if (r.ended || r.board_id == board_id())
+		return RowResult::Skipped;
+	char *status = store_row_status(store, row);
+	bool scheduled = status != nullptr && strcmp(status, "scheduled") == 0;
+	if (scheduled && r.run_at > now) {
+		if (*next_due == 0 || r.run_at < *next_due)
+			*next_due = r.run_at;
+		return RowResult::NotDue;
+	}
+	HeapTuple copy = heap_copytuple(row);
+	if (scheduled || (status != nullptr && strcmp(status, "queued") == 0)) {
+		if (*room <= 0 || !requeue_task(store, copy))
+			return RowResult::NoRoom;
+		(*room)--;
+		if (r.board_id != kNotOnBoard && !scheduled)
+			elog(LOG, "lantern_fdw: task %lld queued again after a server restart", (long long)r.jobid);
+	} else {
+		store_record_end(store, copy, "failed", kRestartedMessage);
+		elog(LOG, "lantern_fdw: task %lld failed: the server restarted while it ran", (long long)r.jobid);
+	}
+	return RowResult::Loaded;
+}
+
 // Tasks of the store that are not on this board (capped: at most
-// loader_queue_cap() queued slots of this database): rows of an earlier server
-// life (another board) that had not ended, and tasks that waited in the
-// store because the board was full (board id 0). Queued ones go onto the
-// board in jobid order from *from (a cursor kept between batches), running
-// ones of an earlier life are failed with the restart. Scheduled ones whose
-// run_at has come are queued; *next_due becomes the earliest run_at of the
-// others.
+// loader_queue_cap() queued slots of this database).
+// - Recovery (not capped), or a store without the waiting indexes (not yet
+//   updated to 0.2.0): every row from *from (a cursor kept between batches)
+//   in jobid order, the rows of an earlier server life (another board) that
+//   had not ended and those that waited in the store (board id 0). *next_due
+//   becomes the earliest run_at of the scheduled ones not due yet.
+// - A loader: only the rows that wait, through the partial indexes: first
+//   the due scheduled ones in run_at order up to the first that is not due
+//   (its run_at goes into *next_due), then the queued ones from *from. What
+//   it reads grows with what it loads, not with the store.
 static BatchResult
 load_batch(int64 *from, bool capped, TimestampTz *next_due)
 {
@@ -67,45 +105,50 @@ load_batch(int64 *from, bool capped, TimestampTz *next_due)
 		room = Min(room, loader_queue_cap() - board_db_queued_count(MyDatabaseId));
 	board_release();
 	Snapshot snap = RegisterSnapshot(GetLatestSnapshot());
-	SysScanDesc scan = store_begin_scan_from(&store, snap, *from);
 	TimestampTz now = GetCurrentTimestamp();
-	HeapTuple row;
 	int done = 0;
 	BatchResult result = BatchResult::Done;
-	while ((row = store_scan_next(scan)) != nullptr) {
-		TaskRow r;
-		store_read_row(&store, row, &r);
-		if (r.ended || r.board_id == board_id())
-			continue;
-		int64 jobid = r.jobid;
-		char *status = store_row_status(&store, row);
-		bool scheduled = status != nullptr && strcmp(status, "scheduled") == 0;
-		if (scheduled && r.run_at > now) {
-			if (*next_due == 0 || r.run_at < *next_due)
-				*next_due = r.run_at;
-			continue;
-		}
-		HeapTuple copy = heap_copytuple(row);
-		if (scheduled || (status != nullptr && strcmp(status, "queued") == 0)) {
-			if (room <= 0 || !requeue_task(&store, copy)) {
-				*from = jobid;
+	HeapTuple row;
+	SysScanDesc scan = capped ? store_begin_scan_waiting(&store, snap, WaitingRows::Scheduled, 0) : nullptr;
+	bool by_index = scan != nullptr;
+	if (by_index) {
+		*next_due = 0;
+		while ((row = store_scan_next(scan)) != nullptr) {
+			RowResult step = load_row(&store, row, now, &room, next_due);
+			if (step == RowResult::NotDue)
+				break; // run_at order: the rest is later still
+			if (step == RowResult::NoRoom) {
 				result = BatchResult::Full;
 				break;
 			}
-			room--;
-			if (r.board_id != kNotOnBoard && !scheduled)
-				elog(LOG, "lantern_fdw: task %lld queued again after a server restart", (long long)jobid);
-		} else {
-			store_record_end(&store, copy, "failed", kRestartedMessage);
-			elog(LOG, "lantern_fdw: task %lld failed: the server restarted while it ran", (long long)jobid);
+			if (step == RowResult::Loaded && ++done == kBatch) {
+				result = BatchResult::More;
+				break;
+			}
 		}
-		if (++done == kBatch) {
+		store_end_scan(scan);
+		scan = result == BatchResult::Done ? store_begin_scan_waiting(&store, snap, WaitingRows::Queued, *from)
+										   : nullptr;
+	} else {
+		scan = store_begin_scan_from(&store, snap, *from);
+	}
+	while (scan != nullptr && (row = store_scan_next(scan)) != nullptr) {
+		bool isnull;
+		int64 jobid = DatumGetInt64(heap_getattr(row, Col_jobid, store_desc(&store), &isnull));
+		RowResult step = load_row(&store, row, now, &room, next_due);
+		if (step == RowResult::NoRoom) {
+			*from = jobid;
+			result = BatchResult::Full;
+			break;
+		}
+		if (step == RowResult::Loaded && ++done == kBatch) {
 			*from = jobid + 1;
 			result = BatchResult::More;
 			break;
 		}
 	}
-	store_end_scan(scan);
+	if (scan != nullptr)
+		store_end_scan(scan);
 	UnregisterSnapshot(snap);
 	store_close(&store, RowExclusiveLock);
 	return result;
@@ -207,6 +250,26 @@ forget_stale_tasks(Oid store_relid)
 	ConditionVariableBroadcast(board_cv());
 }
 
+// Sleeps until due, or until a new note of tasks waiting in this database's
+// store (gen changed): then the loader looks again. Notes wake no sleeper,
+// so it looks for them every few milliseconds; meanwhile it writes the
+// outcomes the executor leaves for this database (no other worker may run
+// here while it does).
+static void
+wait_until_due(TimestampTz due, uint32 gen, Oid store_relid)
+{
+	constexpr long kNoteCheckMs = 20;
+	for (;;) {
+		write_pending_outcomes(store_relid);
+		TimestampTz now = GetCurrentTimestamp();
+		if (now >= due || board_waiting_gen(MyDatabaseId) != gen)
+			return;
+		long ms = Min(TimestampDifferenceMilliseconds(now, due), kNoteCheckMs);
+		CHECK_FOR_INTERRUPTS();
+		ConditionVariableTimedSleep(board_cv(), Max(ms, 1L), PG_WAIT_EXTENSION);
+	}
+}
+
 bool
 start_maintenance_worker(Oid dboid, MaintenanceKind kind, BackgroundWorkerHandle **handle)
 {
@@ -257,7 +320,8 @@ lantern_maintenance_main(Datum arg)
 	}
 
 	// Recovery, and loading the tasks that wait in the store: until a pass
-	// over the whole store from its first jobid found nothing left.
+	// from the first jobid found nothing left (recovery: over the whole
+	// store; a loader: over the rows that wait, through their indexes).
 	// On the condition variable's wait list before the first look, so that no
 	// slot freed meanwhile goes unnoticed (a sleep that was not prepared
 	// returns at once: the loop would spin).
@@ -276,6 +340,17 @@ lantern_maintenance_main(Datum arg)
 		BatchResult result = load_batch(&from, !recover, &next_due);
 		end_work();
 		if (result == BatchResult::Done) {
+			if (whole_pass && load && next_due != 0 &&
+				next_due <= TimestampTzPlusMilliseconds(GetCurrentTimestamp(), kLoadAheadMs)) {
+				// The executor starts a loader this long before a scheduled
+				// task is due, so that the worker's start and connection are
+				// not on the task's path: wait here until it is due (or
+				// new tasks are noted), then look again.
+				wait_until_due(next_due, gen, store_relid);
+				from = 0;
+				gen = board_waiting_gen(MyDatabaseId);
+				continue;
+			}
 			if (whole_pass)
 				break;
 			// Rows committed late with lower jobids: one more pass from the start.

@@ -9,6 +9,11 @@ namespace lantern {
 // store onto the board (both then stay until nothing is left to load).
 enum class MaintenanceKind : char { Outcomes = 0, Recover = 1, Load = 2 };
 
+// A scheduled task's loader starts this long before its run_at, and waits
+// for it: the worker's start and connection then take nothing from the
+// task's start.
+constexpr long kLoadAheadMs = 500;
+
 // Starts the maintenance worker of a database (for the executor, which is
 // notified when it stops); returns false if no worker slot is free.
 bool start_maintenance_worker(Oid dboid, MaintenanceKind kind, BackgroundWorkerHandle **handle);

@@ -2,9 +2,13 @@
 // read and written directly (no SPI, no ACL checks: the table's privileges
 // belong to its owner alone, and each caller here checks its own rights).
 #include "pg.hpp"
+#include "compat.hpp"
 #include "store.hpp"
 
 extern "C" {
+#include "access/amapi.h"
+#include "catalog/index.h"
+#include "catalog/pg_index.h"
 #include "commands/async.h"
 #include "utils/json.h"
 }
@@ -12,6 +16,10 @@ extern "C" {
 namespace lantern {
 
 static const char *const kStoreSchema = "_lantern_fdw";
+
+// The partial indexes of the rows that wait in the store (0.2.0), which the
+// loader reads; store_begin_scan_waiting.
+static const char *const kWaitingIndex[] = {"task_log_waiting_queued", "task_log_waiting_scheduled"};
 
 Oid
 store_namespace(bool missing_ok)
@@ -134,6 +142,19 @@ store_begin_scan_from(Store *s, Snapshot snap, int64 from)
 	return systable_beginscan(s->rel, RelationGetRelid(s->pkey), true, snap, 1, &key);
 }
 
+SysScanDesc
+store_begin_scan_waiting(Store *s, Snapshot snap, WaitingRows which, int64 from)
+{
+	Oid index = get_relname_relid(kWaitingIndex[which == WaitingRows::Queued ? 0 : 1], RelationGetNamespace(s->rel));
+	if (!OidIsValid(index))
+		return nullptr;
+	if (which == WaitingRows::Scheduled)
+		return systable_beginscan(s->rel, index, true, snap, 0, nullptr);
+	ScanKeyData key;
+	ScanKeyInit(&key, Col_jobid, BTGreaterEqualStrategyNumber, F_INT8GE, Int64GetDatum(from));
+	return systable_beginscan(s->rel, index, true, snap, 1, &key);
+}
+
 HeapTuple
 store_scan_next(SysScanDesc scan)
 {
@@ -154,6 +175,92 @@ store_fetch(Store *s, int64 jobid, Snapshot snap)
 	HeapTuple copy = HeapTupleIsValid(tup) ? heap_copytuple(tup) : nullptr;
 	systable_endscan(scan);
 	return copy;
+}
+
+// ---- index entries ----
+
+// Whether row, a version of a store row, belongs in waiting index k: its
+// predicate (status = 'queued' AND board_id = 0, status = 'scheduled'),
+// decided without an executor.
+static bool
+waiting_index_covers(const Store *s, HeapTuple row, int k)
+{
+	TupleDesc desc = RelationGetDescr(s->rel);
+	bool isnull;
+	Datum status = heap_getattr(row, Col_status, desc, &isnull);
+	if (isnull)
+		return false;
+	text *t = DatumGetTextPP(status);
+	const char *want = k == 0 ? "queued" : "scheduled";
+	size_t len = VARSIZE_ANY_EXHDR(t);
+	if (len != strlen(want) || memcmp(VARDATA_ANY(t), want, len) != 0)
+		return false;
+	if (k == 1)
+		return true;
+	Datum board = heap_getattr(row, Col_board_id, desc, &isnull);
+	return !isnull && DatumGetInt64(board) == static_cast<int64>(kNotOnBoard);
+}
+
+// The index entries of a new row version, as CatalogIndexInsert makes them
+// but for partial and expression indexes too: the waiting indexes get only
+// the rows their predicate covers (decided here, without an executor, and
+// without building their IndexInfo for the rows they do not cover); any
+// other partial or expression index (one a superuser added) through the
+// executor. update: NULL for an insert.
+static void
+store_insert_index_entries(Store *s, HeapTuple tup, const CompatUpdateIndexes *update)
+{
+	List *indexes = RelationGetIndexList(s->rel);
+	TupleTableSlot *slot = nullptr;
+	EState *estate = nullptr;
+	ListCell *lc;
+	foreach (lc, indexes) {
+		// The primary key is open already (store_open).
+		bool own = lfirst_oid(lc) != RelationGetRelid(s->pkey);
+		Relation index = own ? index_open(lfirst_oid(lc), RowExclusiveLock) : s->pkey;
+		bool plain = heap_attisnull(index->rd_indextuple, Anum_pg_index_indexprs, nullptr) &&
+					 heap_attisnull(index->rd_indextuple, Anum_pg_index_indpred, nullptr);
+		int waiting = -1;
+		if (!plain && heap_attisnull(index->rd_indextuple, Anum_pg_index_indexprs, nullptr) &&
+			RelationGetNamespace(index) == RelationGetNamespace(s->rel))
+			for (int k = 0; k < 2; k++)
+				if (strcmp(RelationGetRelationName(index), kWaitingIndex[k]) == 0)
+					waiting = k;
+		bool wanted = index->rd_index->indisready &&
+					  (update == nullptr || compat_update_needs_entry(*update, tup, index)) &&
+					  (waiting < 0 || waiting_index_covers(s, tup, waiting));
+		if (wanted && slot == nullptr) {
+			slot = MakeSingleTupleTableSlot(RelationGetDescr(s->rel), &TTSOpsHeapTuple);
+			ExecStoreHeapTuple(tup, slot, false);
+		}
+		IndexInfo *info = nullptr;
+		if (wanted && (plain || waiting >= 0)) {
+			info = BuildDummyIndexInfo(index); // key columns only: nothing to evaluate
+		} else if (wanted) {
+			info = BuildIndexInfo(index);
+			if (estate == nullptr) {
+				estate = CreateExecutorState();
+				GetPerTupleExprContext(estate)->ecxt_scantuple = slot;
+			}
+			if (info->ii_Predicate != NIL &&
+				!ExecQual(ExecPrepareQual(info->ii_Predicate, estate), GetPerTupleExprContext(estate)))
+				info = nullptr;
+		}
+		if (info != nullptr) {
+			Datum values[INDEX_MAX_KEYS];
+			bool isnull[INDEX_MAX_KEYS];
+			FormIndexDatum(info, slot, estate, values, isnull);
+			index_insert(index, values, isnull, &tup->t_self, s->rel,
+						 index->rd_index->indisunique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO, false, info);
+		}
+		if (own)
+			index_close(index, RowExclusiveLock);
+	}
+	list_free(indexes);
+	if (estate != nullptr)
+		FreeExecutorState(estate);
+	if (slot != nullptr)
+		ExecDropSingleTupleTableSlot(slot);
 }
 
 void
@@ -186,7 +293,8 @@ store_insert(Store *s, const NewRow &row)
 						errhint("Update the extension: ALTER EXTENSION lantern_fdw UPDATE.")));
 	values[Col_keep_result - 1] = BoolGetDatum(row.keep_result);
 	HeapTuple tup = heap_form_tuple(RelationGetDescr(s->rel), values, nulls);
-	CatalogTupleInsert(s->rel, tup);
+	simple_heap_insert(s->rel, tup);
+	store_insert_index_entries(s, tup, nullptr);
 	heap_freetuple(tup);
 }
 
@@ -194,7 +302,9 @@ static void
 store_update(Store *s, HeapTuple old, Datum *values, bool *nulls, bool *replace, bool increment = true)
 {
 	HeapTuple updated = heap_modify_tuple(old, RelationGetDescr(s->rel), values, nulls, replace);
-	CatalogTupleUpdate(s->rel, &old->t_self, updated);
+	CompatUpdateIndexes update{};
+	compat_simple_heap_update(s->rel, &old->t_self, updated, &update);
+	store_insert_index_entries(s, updated, &update);
 	heap_freetuple(updated);
 	if (increment)
 		CommandCounterIncrement();

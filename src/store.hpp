@@ -73,6 +73,12 @@ HeapTuple store_scan_next(SysScanDesc scan);
 // Scans the rows visible to snap whose jobid is at least from, in jobid order.
 SysScanDesc store_begin_scan_from(Store *s, Snapshot snap, int64 from);
 void store_end_scan(SysScanDesc scan);
+// The rows that wait in the store, through their partial indexes: queued ones
+// (board id 0) whose jobid is at least from, in jobid order; scheduled ones
+// in run_at order. NULL if the store has no such index (a database not yet
+// updated to 0.2.0). A row returned may have changed since: check it.
+enum class WaitingRows { Queued, Scheduled };
+SysScanDesc store_begin_scan_waiting(Store *s, Snapshot snap, WaitingRows which, int64 from);
 
 // A new task's row, status queued.
 // The board id of a task that waits in the store, not on the board.

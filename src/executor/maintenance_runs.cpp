@@ -166,10 +166,13 @@ MaintenanceScheduler::tick_loading(TimestampTz now)
 	next_load_due_ = 0;
 	std::vector<Oid> waiting;
 	for (auto &[db, due] : slots_waiting_dbs(&overflow)) {
-		if (due <= now)
+		// Scheduled tasks: a loader shortly before the first is due (it waits
+		// for run_at itself).
+		TimestampTz start_at = TimestampTzPlusMilliseconds(due, -kLoadAheadMs);
+		if (start_at <= now)
 			waiting.push_back(db);
 		else
-			earliest(next_load_due_, due); // scheduled tasks: a loader when the first is due
+			earliest(next_load_due_, start_at);
 	}
 	if (overflow)
 		to_load_.insert(known_dbs_.begin(), known_dbs_.end());

@@ -50,7 +50,7 @@ class MaintenanceScheduler {
 	void stopped(Oid db, const Run &run, TimestampTz now);
 	bool can_start(Oid db, TimestampTz now) const;
 	std::set<Oid> to_load_; // every known database, after the waiting list overflowed
-	TimestampTz next_load_due_ = 0; // the earliest run_at of a database's scheduled tasks
+	TimestampTz next_load_due_ = 0; // when a loader for scheduled tasks is to start next
 	bool start_worker(Oid db, bool recover, TimestampTz now, bool load = false);
 	void tick_loading(TimestampTz now);
 };

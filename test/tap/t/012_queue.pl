@@ -59,6 +59,25 @@ is($out, $N, "... all $N of them");
 $bench->finish;
 is($?, 0, 'pgbench: no submission failed') or diag("$bout\n$berr");
 
+# The partial indexes the loaders read hold exactly the rows waiting in the
+# store: the rows read through the index and those read without it, in one
+# snapshot, are the same.
+sub check_waiting_index
+{
+	my ($pred, $index, $what) = @_;
+	(my $noindex = $pred) =~ s/status =/status || '' =/;
+	$noindex =~ s/board_id = 0/board_id + 0 = 0/;
+	my $through = "SELECT jobid FROM _lantern_fdw.task_log WHERE $pred";
+	my $set = 'SET enable_seqscan = off; SET enable_bitmapscan = off;';
+	like($node->safe_psql('postgres', "$set EXPLAIN (COSTS OFF) $through"), qr/$index/, "$what: read through $index");
+	my $res = $node->safe_psql('postgres',
+		"$set SELECT count(*) FILTER (WHERE i.jobid IS NULL OR h.jobid IS NULL), count(h.jobid) > 0
+		   FROM ($through) i
+		   FULL JOIN (SELECT jobid FROM _lantern_fdw.task_log WHERE $noindex) h USING (jobid)");
+	is($res, '0|t', "$what: the index holds exactly the waiting rows");
+}
+check_waiting_index("status = 'queued' AND board_id = 0", 'task_log_waiting_queued', 'queued in the store');
+
 my $committed = $node->safe_psql('postgres', "SELECT count(*) FROM lantern.tasks WHERE job_name = 'bench'");
 note "pgbench committed $committed tasks";
 cmp_ok($committed, '>', 0, 'pgbench committed some tasks');
@@ -75,6 +94,9 @@ is($node->safe_psql('postgres',
 	'0', 'every committed task ran');
 is($node->safe_psql('postgres', "SELECT count(*) FROM runs WHERE tag = 'rolled back'"), '0',
 	'no rolled-back task ran');
+ok(poll_for($node, 'postgres',
+		"SELECT idx_scan > 0 FROM pg_stat_all_indexes WHERE indexrelname = 'task_log_waiting_queued'", 't', 60),
+	'the loaders read the queued rows through their index');
 
 # ---- an immediate restart with tasks waiting in the store -------------------
 $node->safe_psql('postgres', 'TRUNCATE runs; DELETE FROM lantern.tasks');
@@ -94,6 +116,7 @@ $node->safe_psql('postgres',
 	"SELECT count(lantern.async_task('$sched', 'scheduled', now() + interval '3 s')) FROM generate_series(1, 1000)");
 is($node->safe_psql('postgres', "SELECT count(*) FROM lantern.tasks WHERE status = 'scheduled'"), '1000',
 	'1000 tasks are scheduled');
+check_waiting_index("status = 'scheduled'", 'task_log_waiting_scheduled', 'scheduled');
 $node->stop('immediate');
 $node->start;
 ok(poll_for($node, 'postgres', 'SELECT count(*) FROM lantern.tasks WHERE duration IS NULL', '0', 300),
