@@ -420,15 +420,6 @@ board_waiting_dbs(Oid *out, TimestampTz *due, bool *overflow)
 	return n;
 }
 
-int
-board_db_queued_count(Oid dboid)
-{
-	ASSERT_LOCKED();
-	int n = 0;
-	for (int i = the_board->queue_head; i >= 0; i = the_board->slots[i].queue_next)
-		n += the_board->slots[i].dboid == dboid;
-	return n;
-}
 
 int
 board_free_count()
@@ -457,14 +448,20 @@ board_find(Oid store_relid, int64 jobid)
 	return e != nullptr ? e->index : -1;
 }
 
+static int role_waiting_count(Oid role);
+
 int
-board_reserve(const TaskSlot &init, uint32 *generation_out)
+board_reserve(const TaskSlot &init, uint32 *generation_out, int per_role_queue_cap)
 {
 	LWLockAcquire(the_board->lock, LW_EXCLUSIVE);
 	int index = the_board->free_head;
 	if (index < 0) {
 		LWLockRelease(the_board->lock);
-		return -1;
+		return kBoardFull;
+	}
+	if (per_role_queue_cap > 0 && role_waiting_count(init.run_as) >= per_role_queue_cap) {
+		LWLockRelease(the_board->lock);
+		return kRoleAtCap;
 	}
 	BoardKey key = make_key(init.dboid, init.store_relid, init.jobid);
 	bool found;
@@ -610,14 +607,40 @@ board_queue_next(int index)
 	return the_board->slots[index].queue_next;
 }
 
+// The slots of role in one of the states of the mask (bits of bit()).
 static int
-role_running_count(Oid role)
+role_count(Oid role, uint16 states)
 {
 	int n = 0;
 	for (int i = the_board->active_head; i >= 0; i = the_board->slots[i].active_next) {
 		const TaskSlot &s = the_board->slots[i];
-		n += s.run_as == role &&
-			 (s.state == SlotState::Starting || s.state == SlotState::Running || s.state == SlotState::Ending);
+		n += s.run_as == role && (states & bit(s.state)) != 0;
+	}
+	return n;
+}
+
+// The tasks of role that run (Starting, Running, Ending).
+static int
+role_running_count(Oid role)
+{
+	return role_count(role, bit(SlotState::Starting) | bit(SlotState::Running) | bit(SlotState::Ending));
+}
+
+// The slots of role that wait on the board (Reserved, Queued, Canceling).
+static int
+role_waiting_count(Oid role)
+{
+	return role_count(role, bit(SlotState::Reserved) | bit(SlotState::Queued) | bit(SlotState::Canceling));
+}
+
+int
+board_db_queued_count(Oid dboid, int per_role_cap)
+{
+	ASSERT_LOCKED();
+	int n = 0;
+	for (int i = the_board->queue_head; i >= 0; i = the_board->slots[i].queue_next) {
+		const TaskSlot &s = the_board->slots[i];
+		n += s.dboid == dboid && (per_role_cap <= 0 || role_running_count(s.run_as) < per_role_cap);
 	}
 	return n;
 }

@@ -97,8 +97,13 @@ TaskSlot *board_slot_of(const SlotRef &ref);
 // (a shared hash table).
 int board_find(Oid store_relid, int64 jobid);
 // Takes a free slot for a new task, Reserved, as init describes it; takes
-// the lock itself. Returns its index, -1 when the board is full.
-int board_reserve(const TaskSlot &init, uint32 *generation);
+// the lock itself. Returns its index, kBoardFull when the board is full, or
+// kRoleAtCap when per_role_queue_cap > 0 and the task's role (run_as)
+// already has that many slots waiting on the board (Reserved, Queued,
+// Canceling).
+constexpr int kBoardFull = -1;
+constexpr int kRoleAtCap = -2;
+int board_reserve(const TaskSlot &init, uint32 *generation, int per_role_queue_cap);
 // Every state change of a slot (exclusive lock held). Raises an ERROR for a
 // transition that is not legal. It keeps the lists and the index in step,
 // and the fields each state implies: a slot queued by its submitter gets the
@@ -135,7 +140,9 @@ board_each_active(Fn &&fn)
 }
 
 // ---- waking and waiting (no lock needed) ----
-// Broadcast whenever a slot is freed.
+// Broadcast whenever a slot is freed, and (while
+// lantern_fdw.max_parallel_tasks_per_role is set) whenever the executor
+// starts a queued task.
 ConditionVariable *board_cv();
 void board_wake_executor();
 void board_set_executor(Latch *latch);
@@ -184,8 +191,10 @@ void board_clear_waiting(Oid dboid, uint32 gen, TimestampTz next_due);
 // kMaxWaitingDbs); *overflow if a note found the list full (then every
 // database may be waiting); clears it.
 int board_waiting_dbs(Oid *out, TimestampTz *due, bool *overflow);
-// How many queued slots db has, and how many slots are free (lock held).
-int board_db_queued_count(Oid dboid);
+// How many queued slots db has that can start (whose role runs fewer than
+// per_role_cap tasks; all of them if the cap is 0), and how many slots are
+// free (lock held).
+int board_db_queued_count(Oid dboid, int per_role_cap);
 int board_free_count();
 
 } // namespace lantern

@@ -12,6 +12,9 @@
 namespace lantern {
 
 constexpr int kBatch = 500;
+// A loader that sleeps looks this often for tasks newly noted as waiting in
+// its database's store (notes wake no sleeper).
+constexpr long kNoteCheckMs = 20;
 
 static const char *const kRestartedMessage =
 	"ERROR:  the server restarted while the task was running; its statements that had not committed were rolled back";
@@ -31,7 +34,10 @@ end_work()
 	CommitTransactionCommand();
 }
 
-enum class BatchResult { Done, More, Full, Locked };
+// Capped: every row was looked at, but rows of roles at their cap of
+// waiting slots (lantern_fdw.max_parallel_tasks_per_role) remain: they are
+// loaded as those roles' waiting tasks start.
+enum class BatchResult { Done, More, Full, Locked, Capped };
 
 // How many queued slots one database's loader may fill: enough to keep the
 // executor busy, few enough that a task of another database queued after
@@ -42,15 +48,28 @@ loader_queue_cap()
 	return Max(8, 2 * guc_max_parallel_tasks);
 }
 
-// What became of one row a load looked at.
-enum class RowResult { Skipped, Loaded, NotDue, NoRoom };
+// What became of one row a load looked at. Deferred: its role is at its
+// cap of waiting slots; the row stays in the store (queued), and is loaded
+// by a later batch.
+enum class RowResult { Skipped, Loaded, NotDue, NoRoom, Deferred };
+
+// The per-role cap of a batch: lantern_fdw.max_parallel_tasks_per_role for a
+// loader (0 for recovery, which fills the board), and the roles found at it.
+// Once a role is deferred, its later rows in jobid order are too, so that a
+// role's tasks keep their order even if one of its waiting slots starts
+// meanwhile.
+struct RoleCap {
+	int cap;
+	List *deferred_roles; // Oids
+};
 
 // Loads one row of the store that is not on this board: a queued (or due
-// scheduled) one goes onto the board if *room allows, a running one of an
-// earlier server life is failed with the restart; a scheduled one not due
-// yet leaves its run_at in *next_due (the earliest).
+// scheduled) one goes onto the board if *room and the role cap allow, a
+// running one of an earlier server life is failed with the restart; a
+// scheduled one not due yet leaves its run_at in *next_due (the earliest).
+// A due scheduled row whose role is at its cap becomes queued in the store.
 static RowResult
-load_row(Store *store, HeapTuple row, TimestampTz now, int *room, TimestampTz *next_due)
+load_row(Store *store, HeapTuple row, TimestampTz now, int *room, TimestampTz *next_due, RoleCap *roles)
 {
 	TaskRow r;
 	store_read_row(store, row, &r);
@@ -65,8 +84,20 @@ load_row(Store *store, HeapTuple row, TimestampTz now, int *room, TimestampTz *n
 	}
 	HeapTuple copy = heap_copytuple(row);
 	if (scheduled || (status != nullptr && strcmp(status, "queued") == 0)) {
-		if (*room <= 0 || !requeue_task(store, copy))
+		if (*room <= 0)
 			return RowResult::NoRoom;
+		Requeue step = roles->cap > 0 && list_member_oid(roles->deferred_roles, r.run_as)
+						   ? Requeue::RoleAtCap
+						   : requeue_task(store, copy, roles->cap);
+		if (step == Requeue::BoardFull)
+			return RowResult::NoRoom;
+		if (step == Requeue::RoleAtCap) {
+			if (!list_member_oid(roles->deferred_roles, r.run_as))
+				roles->deferred_roles = lappend_oid(roles->deferred_roles, r.run_as);
+			if (scheduled)
+				store_set_queued(store, copy, kNotOnBoard); // due: it queues like any task
+			return RowResult::Deferred;
+		}
 		(*room)--;
 		if (r.board_id != kNotOnBoard && !scheduled)
 			elog(LOG, "lantern_fdw: task %lld queued again after a server restart", (long long)r.jobid);
@@ -99,14 +130,23 @@ load_batch(int64 *from, bool capped, TimestampTz *next_due)
 		store_close(&store, RowExclusiveLock);
 		return BatchResult::Locked;
 	}
+	RoleCap roles = {capped ? guc_max_parallel_tasks_per_role : 0, NIL};
 	board_acquire(LW_SHARED);
 	int room = board_free_count();
 	if (capped)
-		room = Min(room, loader_queue_cap() - board_db_queued_count(MyDatabaseId));
+		room = Min(room, loader_queue_cap() - board_db_queued_count(MyDatabaseId, roles.cap));
 	board_release();
 	Snapshot snap = RegisterSnapshot(GetLatestSnapshot());
 	TimestampTz now = GetCurrentTimestamp();
 	int done = 0;
+	int64 first_deferred = 0; // the lowest jobid of a row left for its role's cap (0: none)
+	auto row_jobid = [&](HeapTuple row) {
+		bool isnull;
+		return DatumGetInt64(heap_getattr(row, Col_jobid, store_desc(&store), &isnull));
+	};
+	auto defer = [&](int64 jobid) {
+		first_deferred = first_deferred == 0 ? jobid : Min(first_deferred, jobid);
+	};
 	BatchResult result = BatchResult::Done;
 	HeapTuple row;
 	SysScanDesc scan = capped ? store_begin_scan_waiting(&store, snap, WaitingRows::Scheduled, 0) : nullptr;
@@ -114,9 +154,12 @@ load_batch(int64 *from, bool capped, TimestampTz *next_due)
 	if (by_index) {
 		*next_due = 0;
 		while ((row = store_scan_next(scan)) != nullptr) {
-			RowResult step = load_row(&store, row, now, &room, next_due);
+			int64 jobid = row_jobid(row);
+			RowResult step = load_row(&store, row, now, &room, next_due, &roles);
 			if (step == RowResult::NotDue)
 				break; // run_at order: the rest is later still
+			if (step == RowResult::Deferred)
+				defer(jobid);
 			if (step == RowResult::NoRoom) {
 				result = BatchResult::Full;
 				break;
@@ -133,9 +176,10 @@ load_batch(int64 *from, bool capped, TimestampTz *next_due)
 		scan = store_begin_scan_from(&store, snap, *from);
 	}
 	while (scan != nullptr && (row = store_scan_next(scan)) != nullptr) {
-		bool isnull;
-		int64 jobid = DatumGetInt64(heap_getattr(row, Col_jobid, store_desc(&store), &isnull));
-		RowResult step = load_row(&store, row, now, &room, next_due);
+		int64 jobid = row_jobid(row);
+		RowResult step = load_row(&store, row, now, &room, next_due, &roles);
+		if (step == RowResult::Deferred)
+			defer(jobid);
 		if (step == RowResult::NoRoom) {
 			*from = jobid;
 			result = BatchResult::Full;
@@ -149,6 +193,13 @@ load_batch(int64 *from, bool capped, TimestampTz *next_due)
 	}
 	if (scan != nullptr)
 		store_end_scan(scan);
+	// Rows left for their roles' cap: the next batch starts at the first of
+	// them (every row before it was loaded), so they keep their order.
+	if (first_deferred != 0) {
+		*from = result == BatchResult::Done ? first_deferred : Min(*from, first_deferred);
+		if (result == BatchResult::Done)
+			result = BatchResult::Capped;
+	}
 	UnregisterSnapshot(snap);
 	store_close(&store, RowExclusiveLock);
 	return result;
@@ -258,7 +309,6 @@ forget_stale_tasks(Oid store_relid)
 static void
 wait_until_due(TimestampTz due, uint32 gen, Oid store_relid)
 {
-	constexpr long kNoteCheckMs = 20;
 	for (;;) {
 		write_pending_outcomes(store_relid);
 		TimestampTz now = GetCurrentTimestamp();
@@ -332,6 +382,7 @@ lantern_maintenance_main(Datum arg)
 	uint32 gen = board_waiting_gen(MyDatabaseId);
 	TimestampTz next_due = 0; // the earliest run_at of the scheduled tasks seen in this pass
 	while (recover || load) {
+		uint32 batch_gen = board_waiting_gen(MyDatabaseId); // the notes this batch may see
 		begin_work();
 		// Recovery fills the board (a restart is no time to share it); a
 		// loader keeps room for other databases' tasks.
@@ -362,12 +413,25 @@ lantern_maintenance_main(Datum arg)
 		if (result == BatchResult::More)
 			continue;
 		whole_pass = whole_pass && result == BatchResult::Locked && from == 0;
-		// The board (or this database's share of it) is full, or a cancel
-		// holds the rows: meanwhile write the outcomes of this server life,
-		// then wait for a slot (or a second).
+		// The board (or this database's share of it) is full, or the roles
+		// of the rows left are at their cap, or a cancel holds the rows:
+		// meanwhile write the outcomes of this server life, then wait for a
+		// slot to be freed or a waiting task to start (or a second).
 		write_pending_outcomes(store_relid);
 		CHECK_FOR_INTERRUPTS();
-		ConditionVariableTimedSleep(board_cv(), 1000, PG_WAIT_EXTENSION);
+		if (result != BatchResult::Capped) {
+			ConditionVariableTimedSleep(board_cv(), 1000, PG_WAIT_EXTENSION);
+			continue;
+		}
+		// Rows left for their roles' cap, and maybe room on the board: tasks
+		// of other roles noted meanwhile are loaded at once (notes wake no
+		// sleeper: look for them every few milliseconds).
+		for (long waited = 0; waited < 1000 && board_waiting_gen(MyDatabaseId) == batch_gen;
+			 waited += kNoteCheckMs) {
+			if (!ConditionVariableTimedSleep(board_cv(), kNoteCheckMs, PG_WAIT_EXTENSION))
+				break; // a slot was freed or a waiting task started
+			CHECK_FOR_INTERRUPTS();
+		}
 	}
 	if (recover || load)
 		ConditionVariableCancelSleep();

@@ -4,6 +4,7 @@
 #include "pg.hpp"
 #include "board.hpp"
 #include "module.hpp"
+#include "settings.hpp"
 #include "store.hpp"
 #include "submit.hpp"
 #include "xact.hpp"
@@ -60,11 +61,12 @@ role_can_login(Oid roleid)
 }
 
 // Reserves a board slot for a task of this database, owned by the current
-// transaction; false when the board is full. The executor logs in as run_as
-// where it may, else as login_role followed by SET ROLE run_as.
-static bool
+// transaction: Done, or BoardFull, or RoleAtCap (per_role_queue_cap, see
+// board_reserve). The executor logs in as run_as where it may, else as
+// login_role followed by SET ROLE run_as.
+static Requeue
 reserve_slot(Store *store, int64 jobid, Oid run_as, Oid login_role, TimestampTz submitted_at, int64 max_runtime_us,
-             bool keep_result)
+             bool keep_result, int per_role_queue_cap)
 {
 	TaskSlot init = {};
 	init.max_runtime_us = max_runtime_us;
@@ -85,11 +87,13 @@ reserve_slot(Store *store, int64 jobid, Oid run_as, Oid login_role, TimestampTz 
 	}
 	xact_reserve_room(1);
 	uint32 generation;
-	int index = board_reserve(init, &generation);
-	if (index < 0)
-		return false;
+	int index = board_reserve(init, &generation, per_role_queue_cap);
+	if (index == kBoardFull)
+		return Requeue::BoardFull;
+	if (index == kRoleAtCap)
+		return Requeue::RoleAtCap;
 	xact_note_submit(index, generation);
-	return true;
+	return Requeue::Done;
 }
 
 Oid
@@ -153,14 +157,17 @@ submit_task(Store *store, const NewTask &task, TimestampTz *started_at_out, cons
 	// (no board slot) until then. A run_at in the past means now.
 	bool scheduled = task.run_at != 0 && task.run_at > GetCurrentTimestamp();
 	// The queue beyond the board: when the board is full, or this database's
-	// queue is already in the store (first come, first served), the task
-	// waits in the store only, and a loader brings it onto the board later.
+	// queue is already in the store (first come, first served), or the role
+	// already has lantern_fdw.max_parallel_tasks_per_role tasks waiting on
+	// the board (so that its tasks cannot fill the board while it may run
+	// only that many: fairness between roles), the task waits in the store
+	// only, and a loader brings it onto the board later.
 	board_acquire(LW_SHARED);
 	bool db_waiting = board_db_waiting(MyDatabaseId);
 	board_release();
-	bool on_board =
-	    !scheduled && !db_waiting &&
-	    reserve_slot(store, jobid, run_as, GetSessionUserId(), submitted_at, max_runtime_us, task.keep_result);
+	bool on_board = !scheduled && !db_waiting &&
+	                reserve_slot(store, jobid, run_as, GetSessionUserId(), submitted_at, max_runtime_us,
+	                             task.keep_result, guc_max_parallel_tasks_per_role) == Requeue::Done;
 	if (!on_board)
 		xact_note_store_submit(scheduled ? task.run_at : 0);
 
@@ -186,22 +193,23 @@ submit_task(Store *store, const NewTask &task, TimestampTz *started_at_out, cons
 	return jobid;
 }
 
-// Recovery: puts a queued task of an earlier server life back on the board,
-// in the current transaction. Returns false when the board is full.
-bool
-requeue_task(Store *store, HeapTuple row)
+// Recovery and loaders: puts a task that is not on this board onto it, in
+// the current transaction.
+Requeue
+requeue_task(Store *store, HeapTuple row, int per_role_queue_cap)
 {
 	TaskRow r;
 	store_read_row(store, row, &r);
 	if (GetUserNameFromId(r.run_as, true) == nullptr ||
 	    (!role_can_login(r.run_as) && GetUserNameFromId(r.login_role, true) == nullptr)) {
 		store_record_end(store, row, "failed", "ERROR:  the role of the task no longer exists");
-		return true;
+		return Requeue::Done;
 	}
-	if (!reserve_slot(store, r.jobid, r.run_as, r.login_role, r.started_at, r.max_runtime_us, r.keep_result))
-		return false;
-	store_set_queued(store, row, board_id());
-	return true;
+	Requeue result = reserve_slot(store, r.jobid, r.run_as, r.login_role, r.started_at, r.max_runtime_us,
+	                              r.keep_result, per_role_queue_cap);
+	if (result == Requeue::Done)
+		store_set_queued(store, row, board_id());
+	return result;
 }
 
 } // namespace lantern

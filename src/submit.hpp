@@ -22,9 +22,12 @@ int64 submit_task(Store *store, const NewTask &task, TimestampTz *started_at_out
 Oid task_sequence_oid(); // lantern.tasks_jobid_seq
 // Checks the raw syntax of query; errors with the position inside it.
 List *parse_task_query(const char *query);
-// Recovery: puts a queued task of an earlier server life back on the board,
-// in the current transaction (or fails it if its role is gone). Returns
-// false when the board is full.
-bool requeue_task(Store *store, HeapTuple row);
+// Recovery and loaders: puts a queued task of an earlier server life, or one
+// that waits in the store, on the board in the current transaction (or fails
+// it if its role is gone: Done). BoardFull when the board is full; RoleAtCap
+// when per_role_queue_cap > 0 and its role already has that many slots
+// waiting on the board (board_reserve).
+enum class Requeue { Done, BoardFull, RoleAtCap };
+Requeue requeue_task(Store *store, HeapTuple row, int per_role_queue_cap);
 
 } // namespace lantern

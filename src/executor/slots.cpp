@@ -25,6 +25,10 @@ slots_take_queue_head(Oid dboid, const char *connect_as, int backend_pid, TaskSl
 			taken = true;
 		}
 		board_release();
+		// A loader may wait for a waiting task of this role to start, to
+		// load the role's next one (lantern_fdw.max_parallel_tasks_per_role).
+		if (taken && guc_max_parallel_tasks_per_role > 0)
+			ConditionVariableBroadcast(board_cv());
 	});
 	return taken;
 }

@@ -153,34 +153,49 @@ $node->stop;
 check_server_log($node);
 
 # ---- fairness between roles: max_parallel_tasks_per_role --------------------
-my $rn = lantern_node('roles', conf => "lantern_fdw.max_parallel_tasks = 4\nlantern_fdw.max_parallel_tasks_per_role = 2\n");
-$rn->safe_psql('postgres', q{
-	CREATE ROLE queue_alice LOGIN;
-	CREATE ROLE queue_bob LOGIN;
-	CREATE TABLE seen (who text, running int);
-	GRANT INSERT ON seen TO PUBLIC;
-});
-my $long = "INSERT INTO seen SELECT current_user, (SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'lantern_fdw task%' AND usename = current_user AND state = 'active')::int; SELECT pg_advisory_xact_lock_shared(7)";
-(my $long_lit = $long) =~ s/'/''/g;
-my $locker = $rn->background_psql('postgres');
-$locker->query_safe('SELECT pg_advisory_lock(7)');
-my $alice = $rn->safe_psql('postgres',
-	"SET ROLE queue_alice; SELECT string_agg(lantern.async_task('$long_lit')::text, ',') FROM generate_series(1, 20)");
-wait_sql($rn, 'postgres',
-	"SELECT count(*) = 2 FROM pg_stat_activity WHERE application_name LIKE 'lantern_fdw task%' AND wait_event_type = 'Lock'",
-	't', 'two of alice\'s tasks run (waiting for a lock)');
-my $bob = submit($rn, 'postgres', 'SELECT 1', role => 'queue_bob');
-is($rn->safe_psql('postgres', "SELECT lantern.wait_task($bob, '60 s')"), 'succeeded',
-	"bob's task, queued after alice's twenty, ran while they waited");
-is($rn->safe_psql('postgres', "SELECT count(*) FROM lantern.tasks WHERE jobid IN ($alice) AND status = 'running'"), '2',
-	'alice still has exactly two tasks running');
-$locker->query_safe('SELECT pg_advisory_unlock(7)');
-$locker->quit;
-is($rn->safe_psql('postgres',
-		"SELECT count(*) FILTER (WHERE lantern.wait_task(jobid, '120 s') = 'succeeded') FROM lantern.tasks WHERE jobid IN ($alice)"),
-	'20', "alice's twenty tasks all ran");
-is($rn->safe_psql('postgres', "SELECT max(running) <= 2 AND count(*) = 20 FROM seen WHERE who = 'queue_alice'"), 't',
-	'never more than two of alice\'s tasks ran at once');
-$rn->stop;
-check_server_log($rn);
+# Alice submits 20 long tasks in one statement, then bob one: bob's task runs
+# while alice's still wait for a lock, on the default board and on a board of
+# 16 slots (where alice's tasks could otherwise fill the board, or her
+# database's share of queued slots, and keep bob's task in the store).
+for my $board ([ 'roles', '' ], [ 'roles_small', "lantern_fdw.max_tasks = 16\n" ])
+{
+	my ($name, $extra) = @$board;
+	my $rn = lantern_node($name,
+		conf => "lantern_fdw.max_parallel_tasks = 4\nlantern_fdw.max_parallel_tasks_per_role = 2\n$extra");
+	$rn->safe_psql('postgres', q{
+		CREATE ROLE queue_alice LOGIN;
+		CREATE ROLE queue_bob LOGIN;
+		CREATE TABLE seen (who text, running int);
+		GRANT INSERT ON seen TO PUBLIC;
+	});
+	my $long = "INSERT INTO seen SELECT current_user, (SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'lantern_fdw task%' AND usename = current_user AND state = 'active')::int; SELECT pg_advisory_xact_lock_shared(7)";
+	(my $long_lit = $long) =~ s/'/''/g;
+	my $locker = $rn->background_psql('postgres');
+	$locker->query_safe('SELECT pg_advisory_lock(7)');
+	my $alice = $rn->safe_psql('postgres',
+		"SET ROLE queue_alice; SELECT string_agg(lantern.async_task('$long_lit')::text, ',') FROM generate_series(1, 20)");
+	wait_sql($rn, 'postgres',
+		"SELECT count(*) = 2 FROM pg_stat_activity WHERE application_name LIKE 'lantern_fdw task%' AND wait_event_type = 'Lock'",
+		't', "$name: two of alice's tasks run (waiting for a lock)");
+	my $bob = submit($rn, 'postgres', 'SELECT 1', role => 'queue_bob');
+	is($rn->safe_psql('postgres', "SELECT lantern.wait_task($bob, '60 s')"), 'succeeded',
+		"$name: bob's task, queued after alice's twenty, ran while they waited");
+	is($rn->safe_psql('postgres', "SELECT count(*) FROM lantern.tasks WHERE jobid IN ($alice) AND status = 'running'"), '2',
+		"$name: alice still has exactly two tasks running");
+	is($rn->safe_psql('postgres', "SELECT count(*) FROM lantern.task_details WHERE jobid IN ($alice) AND ended_at IS NOT NULL"),
+		'0', "$name: none of alice's tasks had ended when bob's had");
+	$locker->query_safe('SELECT pg_advisory_unlock(7)');
+	$locker->quit;
+	is($rn->safe_psql('postgres',
+			"SELECT count(*) FILTER (WHERE lantern.wait_task(jobid, '120 s') = 'succeeded') FROM lantern.tasks WHERE jobid IN ($alice)"),
+		'20', "$name: alice's twenty tasks all ran");
+	is($rn->safe_psql('postgres', "SELECT max(running) <= 2 AND count(*) = 20 FROM seen WHERE who = 'queue_alice'"), 't',
+		"$name: never more than two of alice's tasks ran at once");
+	is($rn->safe_psql('postgres', qq{
+			SELECT (SELECT run_started_at FROM lantern.task_details WHERE jobid = $bob) < min(ended_at)
+			FROM lantern.task_details WHERE jobid IN ($alice)}), 't',
+		"$name: bob's task started before the first of alice's ended");
+	$rn->stop;
+	check_server_log($rn);
+}
 done_testing();
