@@ -148,26 +148,32 @@ load_batch(int64 *from, bool capped, TimestampTz *next_due)
 		first_deferred = first_deferred == 0 ? jobid : Min(first_deferred, jobid);
 	};
 	BatchResult result = BatchResult::Done;
+	// Loads one row; true when the scan stops here. A scan in run_at order
+	// (the scheduled index) stops at the first row not due, and leaves *from
+	// alone; a scan in jobid order notes where the next batch starts.
+	auto look = [&](HeapTuple row, bool in_run_at_order) {
+		int64 jobid = row_jobid(row);
+		RowResult step = load_row(&store, row, now, &room, next_due, &roles);
+		if (step == RowResult::NotDue)
+			return in_run_at_order; // run_at order: the rest is later still
+		if (step == RowResult::Deferred)
+			defer(jobid);
+		if (step == RowResult::NoRoom)
+			result = BatchResult::Full;
+		else if (step == RowResult::Loaded && ++done == kBatch)
+			result = BatchResult::More;
+		else
+			return false;
+		if (!in_run_at_order)
+			*from = result == BatchResult::Full ? jobid : jobid + 1;
+		return true;
+	};
 	HeapTuple row;
 	SysScanDesc scan = capped ? store_begin_scan_waiting(&store, snap, WaitingRows::Scheduled, 0) : nullptr;
 	bool by_index = scan != nullptr;
 	if (by_index) {
 		*next_due = 0;
-		while ((row = store_scan_next(scan)) != nullptr) {
-			int64 jobid = row_jobid(row);
-			RowResult step = load_row(&store, row, now, &room, next_due, &roles);
-			if (step == RowResult::NotDue)
-				break; // run_at order: the rest is later still
-			if (step == RowResult::Deferred)
-				defer(jobid);
-			if (step == RowResult::NoRoom) {
-				result = BatchResult::Full;
-				break;
-			}
-			if (step == RowResult::Loaded && ++done == kBatch) {
-				result = BatchResult::More;
-				break;
-			}
+		while ((row = store_scan_next(scan)) != nullptr && !look(row, true)) {
 		}
 		store_end_scan(scan);
 		scan = result == BatchResult::Done ? store_begin_scan_waiting(&store, snap, WaitingRows::Queued, *from)
@@ -175,21 +181,7 @@ load_batch(int64 *from, bool capped, TimestampTz *next_due)
 	} else {
 		scan = store_begin_scan_from(&store, snap, *from);
 	}
-	while (scan != nullptr && (row = store_scan_next(scan)) != nullptr) {
-		int64 jobid = row_jobid(row);
-		RowResult step = load_row(&store, row, now, &room, next_due, &roles);
-		if (step == RowResult::Deferred)
-			defer(jobid);
-		if (step == RowResult::NoRoom) {
-			*from = jobid;
-			result = BatchResult::Full;
-			break;
-		}
-		if (step == RowResult::Loaded && ++done == kBatch) {
-			*from = jobid + 1;
-			result = BatchResult::More;
-			break;
-		}
+	while (scan != nullptr && (row = store_scan_next(scan)) != nullptr && !look(row, false)) {
 	}
 	if (scan != nullptr)
 		store_end_scan(scan);
